@@ -1,0 +1,2 @@
+"""Placeholder, replaced by its owner."""
+from . import app  # noqa: F401

@@ -1,0 +1,69 @@
+"""Settings from the ``AI_CACHE_*`` environment variables: :class:`Settings`, :func:`load_settings`.
+
+Every variable of the source document's "Environment Variables" block is here, plus
+``AI_CACHE_DATABASE_URL``, ``AI_CACHE_POLICY_FILE`` and the tier knobs wedcache adds. A bad
+value raises :class:`~wedcache.errors.ConfigError` naming the variable.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Mapping
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigError
+
+ENV_PREFIX = "AI_CACHE_"
+
+
+class Settings(BaseSettings):
+    """Runtime settings; each field is read from ``AI_CACHE_<FIELD NAME IN CAPITALS>``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    # The source document's block, in its order.
+    enabled: bool = True
+    memory_size_mb: float = Field(512, gt=0)
+    redis_url: str | None = None
+    default_ttl: int = Field(3600, gt=0)
+    max_entries: int = Field(1_000_000, gt=0)
+    seasonal_scaling_enabled: bool = True
+    auto_scale_threshold: float = Field(0.8, gt=0, le=1)
+    scale_up_factor: float = Field(2.0, ge=1)
+    scale_down_factor: float = Field(0.5, gt=0, le=1)
+    monitoring_enabled: bool = True
+    alert_threshold_ms: float = Field(100, gt=0)
+    hit_rate_alert_threshold: float = Field(0.8, ge=0, le=1)
+    encryption_enabled: bool = True
+    audit_logging_enabled: bool = True
+    gdpr_retention_days: int = Field(2555, gt=0)
+    # wedcache's own.
+    database_url: str | None = None
+    policy_file: Path | None = None
+    eviction: Literal["lru", "tinylfu"] = "tinylfu"
+    redis_timeout_ms: float = Field(50, gt=0)
+    postgres_timeout_ms: float = Field(200, gt=0)
+    breaker_failures: int = Field(5, gt=0)
+    breaker_reset_seconds: float = Field(5.0, gt=0)
+    lock_timeout_seconds: float = Field(30.0, gt=0)
+
+    @property
+    def memory_size_bytes(self) -> int:
+        return int(self.memory_size_mb * 1024 * 1024)
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides) -> Settings:
+    """Read settings from ``env`` (default: the process environment) plus ``overrides``.
+
+    :raises ConfigError: naming the first invalid variable, e.g. ``AI_CACHE_DEFAULT_TTL``.
+    """
+    try:
+        if env is None:
+            return Settings(**overrides)
+        values = {k[len(ENV_PREFIX):].lower(): v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+        return Settings(**{**values, **overrides})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = ENV_PREFIX + str(err["loc"][0]).upper() if err["loc"] else ENV_PREFIX
+        raise ConfigError(name, f"{err['msg']} (got {err.get('input')!r})") from None

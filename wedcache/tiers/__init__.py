@@ -1,0 +1,69 @@
+"""Cache tiers behind one small interface: :class:`Tier`, :func:`register_tier`, :func:`tier_from_url`.
+
+A tier knows its own backend and nothing else: ``get``, ``set``, ``delete``,
+``invalidate(selector)``, ``stats`` and ``close``. It returns entries whatever their
+expiry (freshness is :class:`~wedcache.cache.TieredCache`'s decision) and turns every driver
+error into :class:`~wedcache.errors.TierUnavailable`. Tiers are built from URLs through a
+scheme registry (``memory://``, ``redis://``, ``postgresql://``; the simulation registers
+``modeled://``).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol, runtime_checkable
+from urllib.parse import urlsplit
+
+from ..entry import CacheEntry, Selector
+
+
+@runtime_checkable
+class Tier(Protocol):
+    """The interface every tier implements."""
+
+    name: str
+    """``memory``, ``redis`` or ``postgres`` (what results and metrics report)."""
+
+    def get(self, key: str) -> CacheEntry | None:
+        """The stored entry for ``key``, fresh or not, or ``None``."""
+
+    def set(self, entry: CacheEntry) -> None:
+        """Store ``entry`` (replacing any entry under its key)."""
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; ``True`` when something was removed."""
+
+    def invalidate(self, selector: Selector) -> int:
+        """Remove every entry ``selector`` matches; returns how many."""
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and sizes (``entries``, ``bytes``, ``evictions`` where known)."""
+
+    def close(self) -> None:
+        """Release connections and threads."""
+
+
+_FACTORIES: dict[str, Callable[..., Tier]] = {}
+
+
+def register_tier(scheme: str, factory: Callable[..., Tier]) -> None:
+    """Make ``tier_from_url`` build ``scheme://…`` URLs with ``factory(url, **kwargs)``."""
+    _FACTORIES[scheme] = factory
+
+
+def tier_from_url(url: str, **kwargs: Any) -> Tier:
+    """Build the tier a URL names (``redis://127.0.0.1:6379/0``, ``postgresql://…``)."""
+    scheme = urlsplit(url).scheme
+    if scheme not in _FACTORIES:
+        _load_builtin(scheme)
+    try:
+        return _FACTORIES[scheme](url, **kwargs)
+    except KeyError:
+        raise ValueError(f"no tier for URL scheme {scheme!r}; known: {', '.join(sorted(_FACTORIES))}") from None
+
+
+def _load_builtin(scheme: str) -> None:
+    if scheme == "memory":
+        from . import memory  # noqa: F401  (registers itself)
+    elif scheme in ("redis", "rediss", "unix"):
+        from . import redis  # noqa: F401
+    elif scheme in ("postgres", "postgresql"):
+        from . import postgres  # noqa: F401
