@@ -1,0 +1,100 @@
+"""The request path: :class:`WeddingAICacheService` and :class:`QueryOptions`.
+
+``WeddingAICacheService.query`` is what the HTTP endpoint ``POST /api/ai-cache/query``
+calls: validate the query, context and options, ask the :class:`~wedcache.cache.TieredCache`
+(memory -> Redis -> PostgreSQL), let the origin answer a miss, and shape the source
+document's response (``success``, ``data``, ``cached``, ``cacheAge``, ``responseTime`` and
+optional ``analytics``).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from .cache import CacheResult, TieredCache
+from .context import WeddingContext, check_query, parse_context
+from .errors import ContextError
+
+Origin = Callable[[str, WeddingContext], Any]
+
+
+class QueryOptions(BaseModel):
+    """The request's ``options``."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+    force_refresh: bool = False
+    max_age: float | None = Field(None, gt=0, le=365 * 86400)
+    include_analytics: bool = False
+
+    @classmethod
+    def parse(cls, data: "QueryOptions | dict | None") -> "QueryOptions":
+        if isinstance(data, QueryOptions):
+            return data
+        try:
+            return cls.model_validate(data or {})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ContextError(".".join(["options", *map(str, err["loc"])]), err["msg"]) from None
+
+
+def infer_cache_type(context: WeddingContext) -> str:
+    """The cache type a query falls under when the caller names none."""
+    if context.vendor_types == ("venue",):
+        return "venue_search"
+    if context.vendor_types:
+        return "vendor_recommendation"
+    if context.budget is not None:
+        return "budget_estimate"
+    return "general"
+
+
+class WeddingAICacheService:
+    """Orchestrates a query: cache first, origin on a miss, the seed's response shape.
+
+    :param cache: the tiered cache.
+    :param origin: ``origin(query, context) -> answer``, e.g. ``SimulatedOrigin().answer``.
+    """
+
+    def __init__(self, cache: TieredCache, origin: Origin):
+        self.cache = cache
+        self.origin = origin
+        self.total_ms = 0.0
+
+    def query(self, org_id: str, query: str, context: WeddingContext | dict | None = None,
+              options: QueryOptions | dict | None = None, *, cache_type: str | None = None) -> dict[str, Any]:
+        """Answer ``query``; raises :class:`ContextError` naming a bad field."""
+        started = self.cache.clock.now()
+        ctx, opts = parse_context(context), QueryOptions.parse(options)
+        check_query(query)
+        result = self.cache.get_or_compute(
+            org_id, query, ctx, lambda: self.origin(query, ctx), cache_type=cache_type or infer_cache_type(ctx),
+            force_refresh=opts.force_refresh, max_age=opts.max_age)
+        elapsed_ms = (self.cache.clock.now() - started) * 1000
+        self.total_ms += elapsed_ms
+        return self.response(result, elapsed_ms, opts.include_analytics)
+
+    def response(self, result: CacheResult, elapsed_ms: float, analytics: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {"success": True, "data": result.value, "cached": result.cached,
+                                "responseTime": round(elapsed_ms, 3)}
+        if result.cached:
+            body["cacheAge"] = round(result.age_seconds, 3)
+        if analytics:
+            body["analytics"] = self.analytics()
+        return body
+
+    def analytics(self) -> dict[str, float]:
+        """``hitRate`` so far and ``performanceScore`` (0-100).
+
+        The score weighs hit rate against the policy's target and mean response time
+        against the end-to-end SLA bound equally: ``50 * min(1, hitRate / target) +
+        50 * min(1, slaMs / meanMs)``.
+        """
+        stats, sla = self.cache, self.cache.policy.sla
+        hit_rate = stats.hits / stats.requests if stats.requests else 0.0
+        mean_ms = self.total_ms / stats.requests if stats.requests else 0.0
+        bound = sla.response_time["end_to_end"].ms
+        score = 50 * min(1.0, hit_rate / sla.hit_rate) + 50 * min(1.0, bound / max(mean_ms, 1e-9))
+        return {"hitRate": round(hit_rate, 4), "performanceScore": round(score, 1)}

@@ -1,0 +1,49 @@
+"""Putting a cache together from settings: :func:`build_cache`, :func:`build_service`.
+
+The one place that knows which tier classes make up the production cache, so the CLI,
+the HTTP service, the benchmark and the tests build it the same way.
+"""
+from __future__ import annotations
+
+from .answering import WeddingAICacheService
+from .cache import TieredCache
+from .clock import Clock, SystemClock
+from .config import Settings, load_settings
+from .origin import SimulatedOrigin
+from .policy import Policy, load_policy
+from .singleflight import RedisLocks
+from .tiers.memory import MemoryTier
+from .ttl import VendorCacheOptimizer
+
+
+def build_cache(settings: Settings | None = None, *, clock: Clock | None = None, policy: Policy | None = None,
+                redis_url: str | None = None, database_url: str | None = None,
+                memory: bool = True) -> TieredCache:
+    """Memory (when ``memory``), Redis (when a URL is known) and PostgreSQL (likewise)."""
+    settings = settings or load_settings()
+    clock = clock or SystemClock()
+    policy = policy or load_policy(settings.policy_file)
+    redis_url = redis_url or settings.redis_url
+    database_url = database_url or settings.database_url
+    tiers, locks = [], None
+    if memory:
+        tiers.append(MemoryTier(settings.memory_size_bytes, settings.max_entries, settings.eviction))
+    if redis_url:
+        from .tiers.redis import RedisTier
+        redis_tier = RedisTier(redis_url, timeout_ms=settings.redis_timeout_ms, clock=clock)
+        tiers.append(redis_tier)
+        locks = RedisLocks(redis_tier.client, settings.lock_timeout_seconds)
+    if database_url:
+        from .tiers.postgres import PostgresTier
+        tiers.append(PostgresTier(database_url, timeout_ms=settings.postgres_timeout_ms, clock=clock))
+    return TieredCache(tiers, clock=clock, policy=policy, locks=locks,
+                       ttl=VendorCacheOptimizer(policy, settings.default_ttl),
+                       breaker_failures=settings.breaker_failures,
+                       breaker_reset_seconds=settings.breaker_reset_seconds,
+                       lock_wait_seconds=settings.lock_timeout_seconds)
+
+
+def build_service(cache: TieredCache, origin: SimulatedOrigin | None = None) -> WeddingAICacheService:
+    """A :class:`WeddingAICacheService` over ``cache`` with a simulated origin on its clock."""
+    origin = origin or SimulatedOrigin(cache.clock)
+    return WeddingAICacheService(cache, origin.answer)

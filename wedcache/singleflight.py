@@ -1,0 +1,75 @@
+"""One computation per key: :class:`SingleFlight` (in-process) and :class:`RedisLocks` (across processes).
+
+In a process, the first caller for a key computes and the others wait on its future. Across
+processes, the computing caller holds a Redis lock (``SET NX PX`` with a random token,
+released by a compare-and-delete script, as redis-py's ``Lock`` does); callers in other
+processes that find the lock taken wait for the stored value instead of computing.
+"""
+from __future__ import annotations
+
+import secrets
+import threading
+from concurrent.futures import Future
+from typing import Any, Callable
+
+LUA_RELEASE_SCRIPT = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+class SingleFlight:
+    """Coalesces concurrent calls for the same key within this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: dict[str, Future] = {}
+
+    def do(self, key: str, fn: Callable[[], Any]) -> tuple[Any, bool]:
+        """Run ``fn`` once for concurrent callers of ``key``; returns ``(result, leader)``."""
+        with self._lock:
+            future = self._calls.get(key)
+            leader = future is None
+            if leader:
+                future = self._calls[key] = Future()
+        if not leader:
+            return future.result(), False
+        try:
+            result = fn()
+            future.set_result(result)
+            return result, True
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        finally:
+            with self._lock:
+                self._calls.pop(key, None)
+
+    def in_flight(self) -> int:
+        return len(self._calls)
+
+
+class RedisLocks:
+    """Short-lived distributed locks on one Redis client (``key + ':lock'``)."""
+
+    def __init__(self, client, timeout_seconds: float = 30.0):
+        self.client = client
+        self.timeout_ms = int(timeout_seconds * 1000)
+        self._release = client.register_script(LUA_RELEASE_SCRIPT)
+
+    def acquire(self, key: str) -> str | None:
+        """A token when the lock was free (now ours), else ``None``."""
+        token = secrets.token_hex(16)
+        return token if self.client.set(self.name(key), token, nx=True, px=self.timeout_ms) else None
+
+    def held(self, key: str) -> bool:
+        return bool(self.client.exists(self.name(key)))
+
+    def release(self, key: str, token: str) -> bool:
+        return bool(self._release(keys=[self.name(key)], args=[token]))
+
+    @staticmethod
+    def name(key: str) -> str:
+        return key + ":lock"

@@ -1,0 +1,125 @@
+"""The in-process tier (L1): :class:`MemoryTier`.
+
+Bounded by bytes (``AI_CACHE_MEMORY_SIZE_MB``) and entries (``AI_CACHE_MAX_ENTRIES``) with
+a selectable eviction policy (``lru`` or ``tinylfu``, see :mod:`.eviction`). A hit is a dict
+lookup plus O(1) bookkeeping under one lock. Invalidation walks only the selected
+organization's keys (a per-organization key index), or every key for a global selector.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+from ..entry import CacheEntry, Selector
+from . import register_tier
+from .eviction import Budget, make_policy
+
+MiB = 1024 * 1024
+
+
+class MemoryTier:
+    """L1: a bounded in-process map of entries."""
+
+    name = "memory"
+
+    def __init__(self, max_bytes: int = 512 * MiB, max_entries: int = 1_000_000, eviction: str = "tinylfu",
+                 on_evict: Callable[[CacheEntry], None] | None = None):
+        self._policy = make_policy(eviction, Budget(max_bytes, max_entries))
+        self._lock = threading.Lock()
+        self._by_org: dict[str, set[str]] = {}
+        self._on_evict = on_evict
+        self.hits = self.misses = self.evictions = 0
+
+    @property
+    def eviction(self) -> str:
+        return self._policy.name
+
+    def get(self, key: str) -> CacheEntry | None:
+        with self._lock:
+            entry = self._policy.get(key)
+            if entry is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+            return entry
+
+    def set(self, entry: CacheEntry) -> None:
+        with self._lock:
+            self._by_org.setdefault(entry.org_id, set()).add(entry.key)
+            evicted = self._policy.put(entry)
+            self._forget(evicted)
+        self._evicted(evicted)
+
+    def delete(self, key: str) -> bool:
+        with self._lock:
+            entry = self._policy.remove(key)
+            if entry is not None:
+                self._forget([entry])
+            return entry is not None
+
+    def invalidate(self, selector: Selector) -> int:
+        with self._lock:
+            keys = self._candidates(selector)
+            doomed = [e for e in map(self._policy.peek, keys) if e is not None and selector.matches(e)]
+            for entry in doomed:
+                self._policy.remove(entry.key)
+            self._forget(doomed)
+            return len(doomed)
+
+    def resize(self, max_bytes: int, max_entries: int) -> int:
+        """Change the budget (seasonal scaling); returns how many entries were evicted."""
+        with self._lock:
+            evicted = self._policy.resize(Budget(max_bytes, max_entries))
+            self._forget(evicted)
+        self._evicted(evicted)
+        return len(evicted)
+
+    def clear(self) -> None:
+        with self._lock:
+            budget = self._policy.budget
+            self._policy = make_policy(self._policy.name, budget)
+            self._by_org.clear()
+
+    def stats(self) -> dict[str, Any]:
+        budget = self._policy.budget
+        return {"entries": len(self._policy), "bytes": self._policy.bytes, "max_bytes": budget.max_bytes,
+                "max_entries": budget.max_entries, "eviction": self._policy.name, "hits": self.hits,
+                "misses": self.misses, "evictions": self.evictions}
+
+    def close(self) -> None:
+        self.clear()
+
+    def _candidates(self, selector: Selector) -> list[str]:
+        if selector.org_id is None:
+            return [e.key for e in self._policy]
+        return list(self._by_org.get(selector.org_id, ()))
+
+    def _forget(self, entries: list[CacheEntry]) -> None:
+        for entry in entries:
+            keys = self._by_org.get(entry.org_id)
+            if keys is not None:
+                keys.discard(entry.key)
+                if not keys:
+                    del self._by_org[entry.org_id]
+
+    def _evicted(self, evicted: list[CacheEntry]) -> None:
+        self.evictions += len(evicted)
+        if self._on_evict:
+            for entry in evicted:
+                self._on_evict(entry)
+
+
+def _from_url(url: str, **kwargs: Any) -> MemoryTier:
+    """``memory://?max_mb=64&max_entries=10000&eviction=lru``."""
+    query = {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
+    if "max_mb" in query:
+        kwargs.setdefault("max_bytes", int(float(query["max_mb"]) * MiB))
+    if "max_entries" in query:
+        kwargs.setdefault("max_entries", int(query["max_entries"]))
+    if "eviction" in query:
+        kwargs.setdefault("eviction", query["eviction"])
+    return MemoryTier(**kwargs)
+
+
+register_tier("memory", _from_url)
