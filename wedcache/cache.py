@@ -86,7 +86,10 @@ class TieredCache:
         self.breakers = {t.name: CircuitBreaker(t.name, self.clock, breaker_failures, backoff, self._breaker_changed)
                          for t in self.tiers if t.name != "memory"}
         self.counters = {t.name: TierCounters() for t in self.tiers}
-        self.memory = next((t for t in self.tiers if t.name == "memory"), None)
+        self.memory = next((t for t in self.tiers[:1] if t.name == "memory"), None)
+        self._memory_counters = self.counters["memory"] if self.memory else None
+        self._now = self.clock.now
+        self._hit_listeners = self.events.hit.listeners
         self._flights = SingleFlight()
         self._lock_breaker = self.breakers.get("redis")
         self.requests = self.hits = self.coalesced = self.origin_calls = 0
@@ -96,10 +99,25 @@ class TieredCache:
     def get(self, key: str, max_age: float | None = None) -> CacheResult | None:
         """The fresh entry under ``key`` from the fastest tier holding it, or ``None``.
 
-        ``max_age`` (seconds) also treats entries older than that as missing.
+        ``max_age`` (seconds) also treats entries older than that as missing. The memory
+        tier is tried inline (the hot path); the others through :meth:`_get_lower`.
         """
-        now = self.clock.now()
+        now = self._now()
+        memory = self._memory_counters
+        if memory is not None:
+            memory.lookups += 1
+            entry = self.memory.get(key)
+            if entry is not None and entry.expires_at > now and (max_age is None or now - entry.created_at <= max_age):
+                memory.hits += 1
+                if self._hit_listeners:
+                    self._fire_hit(key, "memory", entry, now)
+                return CacheResult(entry.value, True, "memory", now - entry.created_at, key)
+        return self._get_lower(key, max_age, now)
+
+    def _get_lower(self, key: str, max_age: float | None, now: float) -> CacheResult | None:
         for index, tier in enumerate(self.tiers):
+            if tier is self.memory:
+                continue
             entry = self._read(tier, key)
             if entry is None or entry is _SKIPPED:
                 continue
@@ -217,10 +235,7 @@ class TieredCache:
 
     # -- internals -----------------------------------------------------------------------
     def _read(self, tier: Tier, key: str) -> CacheEntry | None | object:
-        counters = self.counters[tier.name]
-        counters.lookups += 1
-        if tier is self.memory:
-            return tier.get(key)
+        self.counters[tier.name].lookups += 1
         return self._guarded(tier, tier.get, key)
 
     def _guarded(self, tier: Tier, operation: Callable, *args: Any) -> Any:
@@ -311,7 +326,7 @@ class TieredCache:
         return result
 
     def _fire_hit(self, key: str, tier: str, entry: CacheEntry, now: float) -> None:
-        if self.events.hit.listeners:
+        if self._hit_listeners:
             self.events.hit.fire(key=key, tier=tier, entry=entry, age=now - entry.created_at)
 
     def _breaker_changed(self, tier: str, old: str, new: str) -> None:

@@ -9,6 +9,7 @@ the segments in a batch on the next write, as Caffeine's read buffer does.
 """
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterator
@@ -71,15 +72,19 @@ class LruPolicy:
 
     name = "lru"
 
-    def __init__(self, budget: Budget):
+    def __init__(self, budget: Budget, lock: threading.Lock | None = None):
         self.budget = budget
         self._segment = Segment()
 
     def get(self, key: str) -> CacheEntry | None:
+        """Lock-free: each OrderedDict call is atomic under the GIL; a concurrent removal is a miss."""
         items = self._segment.items
         entry = items.get(key)
         if entry is not None:
-            items.move_to_end(key)
+            try:
+                items.move_to_end(key)
+            except KeyError:
+                return None
         return entry
 
     def put(self, entry: CacheEntry) -> list[CacheEntry]:
@@ -156,7 +161,8 @@ class TinyLfuPolicy:
     name = "tinylfu"
     READ_BUFFER = 128
 
-    def __init__(self, budget: Budget):
+    def __init__(self, budget: Budget, lock: threading.Lock | None = None):
+        self._lock = lock or threading.Lock()
         self._sketch = FrequencySketch(min(budget.max_entries, max(16, budget.max_bytes // 512)))
         self.window, self.probation, self.protected = Segment(), Segment(), Segment()
         self._where: dict[str, Segment] = {}
@@ -164,14 +170,16 @@ class TinyLfuPolicy:
         self.resize(budget)
 
     def get(self, key: str) -> CacheEntry | None:
+        """Records the read; the buffer is applied under the tier's lock when full."""
         segment = self._where.get(key)
         if segment is None:
             return None
         reads = self._reads
         reads.append(key)
         if len(reads) >= self.READ_BUFFER:
-            self._drain()
-        return segment.items[key]
+            with self._lock:
+                self._drain()
+        return segment.items.get(key)
 
     def peek(self, key: str) -> CacheEntry | None:
         segment = self._where.get(key)
@@ -264,9 +272,9 @@ class TinyLfuPolicy:
         return victim
 
 
-def make_policy(name: str, budget: Budget) -> LruPolicy | TinyLfuPolicy:
-    """``lru`` or ``tinylfu``."""
+def make_policy(name: str, budget: Budget, lock: threading.Lock | None = None) -> LruPolicy | TinyLfuPolicy:
+    """``lru`` or ``tinylfu``; ``lock`` is the tier's lock (TinyLFU drains reads under it)."""
     policies = {"lru": LruPolicy, "tinylfu": TinyLfuPolicy}
     if name not in policies:
         raise ValueError(f"eviction must be one of {', '.join(policies)}, not {name!r}")
-    return policies[name](budget)
+    return policies[name](budget, lock)

@@ -1,8 +1,10 @@
 """The in-process tier (L1): :class:`MemoryTier`.
 
 Bounded by bytes (``AI_CACHE_MEMORY_SIZE_MB``) and entries (``AI_CACHE_MAX_ENTRIES``) with
-a selectable eviction policy (``lru`` or ``tinylfu``, see :mod:`.eviction`). A hit is a dict
-lookup plus O(1) bookkeeping under one lock. Invalidation walks only the selected
+a selectable eviction policy (``lru`` or ``tinylfu``, see :mod:`.eviction`). A hit is the
+policy's own ``get`` — a dict lookup plus O(1) bookkeeping, without taking the lock (each
+dict operation is atomic under CPython's GIL); writes take the lock. Lookup counting is
+:class:`~wedcache.cache.TieredCache`'s job, so the hit path does no double bookkeeping. Invalidation walks only the selected
 organization's keys (a per-organization key index), or every key for a global selector.
 """
 from __future__ import annotations
@@ -25,24 +27,23 @@ class MemoryTier:
 
     def __init__(self, max_bytes: int = 512 * MiB, max_entries: int = 1_000_000, eviction: str = "tinylfu",
                  on_evict: Callable[[CacheEntry], None] | None = None):
-        self._policy = make_policy(eviction, Budget(max_bytes, max_entries))
         self._lock = threading.Lock()
+        self._use(make_policy(eviction, Budget(max_bytes, max_entries), self._lock))
         self._by_org: dict[str, set[str]] = {}
         self._on_evict = on_evict
-        self.hits = self.misses = self.evictions = 0
+        self.evictions = 0
 
     @property
     def eviction(self) -> str:
         return self._policy.name
 
     def get(self, key: str) -> CacheEntry | None:
-        with self._lock:
-            entry = self._policy.get(key)
-            if entry is None:
-                self.misses += 1
-            else:
-                self.hits += 1
-            return entry
+        """The entry under ``key`` or ``None`` (rebound to the policy's ``get`` by :meth:`_use`)."""
+        return self._policy.get(key)
+
+    def _use(self, policy) -> None:
+        self._policy = policy
+        self.get = policy.get  # the hit path: no extra call layer
 
     def set(self, entry: CacheEntry) -> None:
         with self._lock:
@@ -77,15 +78,13 @@ class MemoryTier:
 
     def clear(self) -> None:
         with self._lock:
-            budget = self._policy.budget
-            self._policy = make_policy(self._policy.name, budget)
+            self._use(make_policy(self._policy.name, self._policy.budget, self._lock))
             self._by_org.clear()
 
     def stats(self) -> dict[str, Any]:
         budget = self._policy.budget
         return {"entries": len(self._policy), "bytes": self._policy.bytes, "max_bytes": budget.max_bytes,
-                "max_entries": budget.max_entries, "eviction": self._policy.name, "hits": self.hits,
-                "misses": self.misses, "evictions": self.evictions}
+                "max_entries": budget.max_entries, "eviction": self._policy.name, "evictions": self.evictions}
 
     def close(self) -> None:
         self.clear()

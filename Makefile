@@ -1,0 +1,51 @@
+# wedcache: `make run` runs the lab's main job, `make test` the test suite.
+# Both need only Python 3.11+ and pip: the first run creates .venv and installs the project;
+# Redis and PostgreSQL come from AI_CACHE_* URLs, the default ports, or throwaway servers
+# started under .wedcache/ (see wedcache/services.py).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+WEDCACHE := $(VENV)/bin/wedcache
+STAMP := $(VENV)/.installed
+# `make test FULL=1` also runs the tests marked slow.
+MARKERS := $(if $(FULL),,-m "not slow")
+
+.PHONY: venv test test-full run bench services-up services-down clean
+
+venv: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV) || { $(PYTHON) -m pip install --user virtualenv && $(PYTHON) -m virtualenv $(VENV); }
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -e ".[test]"
+	touch $(STAMP)
+
+# Exit status 5 (no tests collected) counts as a failure; PYTEST_STATUS_FILE, when set,
+# receives pytest's own exit status (make itself only ever exits 2 on failure).
+test: venv
+	$(PY) -m pytest -q $(MARKERS) $(PYTEST_ARGS); status=$$?; \
+	if [ -n "$(PYTEST_STATUS_FILE)" ]; then echo $$status > "$(PYTEST_STATUS_FILE)"; fi; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests, which is a failure" >&2; exit 1; fi; \
+	exit $$status
+
+test-full:
+	$(MAKE) test FULL=1
+
+run: venv
+	$(WEDCACHE) bench
+
+bench: venv
+	$(WEDCACHE) bench
+
+services-up: venv
+	$(WEDCACHE) services up
+
+services-down: venv
+	$(WEDCACHE) services down
+
+clean:
+	-[ ! -x $(WEDCACHE) ] || $(WEDCACHE) services down
+	rm -rf .wedcache .pytest_cache build *.egg-info
+	find . -name __pycache__ -type d -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
