@@ -35,7 +35,7 @@ class Tier(Protocol):
         """Remove every entry ``selector`` matches; returns how many."""
 
     def stats(self) -> dict[str, Any]:
-        """Counters and sizes (``entries``, ``bytes``, ``evictions`` where known)."""
+        """Sizes: ``entries``, ``bytes`` (and ``evictions`` where known); lookups are counted by the cache."""
 
     def close(self) -> None:
         """Release connections and threads."""

@@ -132,7 +132,6 @@ class PostgresTier:
         self.url = url
         self.clock = clock or SystemClock()
         self.bulk_timeout_ms = bulk_timeout_ms
-        self.hits = self.misses = 0
         self._checkout_timeout = max(0.1, 1.5 * timeout_ms / 1000)
         self._ensured: set[tuple[str, str]] = set()
         self._access = AccessCounter(self.clock)
@@ -156,9 +155,7 @@ class PostgresTier:
         except _ERRORS as exc:
             raise TierUnavailable(self.name, exc) from exc
         if row is None:
-            self.misses += 1
             return None
-        self.hits += 1
         self._access.hit(key)
         return CacheEntry(*row[:9], _enum_array(row[9]), row[10])
 
@@ -196,7 +193,7 @@ class PostgresTier:
     def stats(self) -> dict[str, Any]:
         entries, size = self._bulk("SELECT count(*), pg_total_relation_size('ai_cache_entries') "
                                    "FROM ai_cache_entries", ())
-        return {"entries": entries, "bytes": size, "hits": self.hits, "misses": self.misses}
+        return {"entries": entries, "bytes": size}
 
     def flush_access_counts(self) -> int:
         """Write buffered hits in one ``UPDATE``; returns how many keys it covered."""

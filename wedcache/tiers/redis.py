@@ -64,18 +64,13 @@ class RedisTier:
         timeout = timeout_ms / 1000
         self.client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
                                            retry=Retry(NoBackoff(), 0), max_connections=pool_max)
-        self.hits = self.misses = 0
 
     def get(self, key: str) -> CacheEntry | None:
         try:
             raw = self.client.get(key)
         except _ERRORS as exc:
             raise TierUnavailable(self.name, exc) from exc
-        if raw is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        return CacheEntry.decode(raw)
+        return CacheEntry.decode(raw) if raw is not None else None
 
     def set(self, entry: CacheEntry) -> None:
         px = int((entry.remaining(self.clock.now()) + self.grace_seconds) * 1000)
@@ -110,8 +105,7 @@ class RedisTier:
         for org in orgs:
             pipe.scard(f"ai:{{{org.decode()}}}:idx:all")
         memory = self._call(self.client.info, "memory")
-        return {"entries": sum(self._execute(pipe)), "bytes": memory.get("used_memory", 0),
-                "hits": self.hits, "misses": self.misses}
+        return {"entries": sum(self._execute(pipe)), "bytes": memory.get("used_memory", 0)}
 
     def ping(self) -> bool:
         return bool(self._call(self.client.ping))
