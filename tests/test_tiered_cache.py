@@ -158,3 +158,17 @@ def test_postgres_stopped_mid_test_fails_open_and_recovers(local_postgres, clock
     assert _breaker(cache, "postgres") == "closed"
     assert tiers(cache)["postgres"].get(result.key).value == "back"
     cache.close()
+
+
+def test_build_cache_assembles_the_three_tiers_from_settings(redis_url, migrated_database_url, clock, org_id):
+    from wedcache.assembly import build_cache, build_service
+    from wedcache.config import load_settings
+
+    cache = build_cache(load_settings({"AI_CACHE_EVICTION": "lru"}), clock=clock, redis_url=redis_url,
+                        database_url=migrated_database_url)
+    service = build_service(cache)
+    assert [t.name for t in cache.tiers] == ["memory", "redis", "postgres"] and cache.locks is not None
+    first = service.query(org_id, "string quartet for the ceremony?", {"vendorTypes": ["band_dj"]})
+    second = service.query(org_id, "String quartet for the ceremony?", {"vendorTypes": ["band_dj"]})
+    assert (first["cached"], second["cached"], second["data"]) == (False, True, first["data"])
+    cache.close()
