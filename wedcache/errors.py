@@ -44,5 +44,9 @@ class TierUnavailable(WedcacheError):
         self.cause = cause
 
 
+class ServiceError(WedcacheError):
+    """A throwaway server could not be started or stopped; the message names its log."""
+
+
 class OriginUnavailable(WedcacheError):
     """No tier held the answer and the origin could not compute it."""
