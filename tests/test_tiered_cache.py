@@ -172,3 +172,24 @@ def test_build_cache_assembles_the_three_tiers_from_settings(redis_url, migrated
     second = service.query(org_id, "String quartet for the ceremony?", {"vendorTypes": ["band_dj"]})
     assert (first["cached"], second["cached"], second["data"]) == (False, True, first["data"])
     cache.close()
+
+
+def test_a_slow_redis_is_skipped_not_waited_for(local_redis, clock, migrated_database_url, org_id):
+    """Redis stalls (DEBUG SLEEP) longer than the tier timeout: answers come from PostgreSQL."""
+    import threading
+
+    server = local_redis()
+    cache = build(clock, server.url, migrated_database_url, redis_timeout_ms=100, breaker_failures=2)
+    stored = cache.get_or_compute(org_id, "slow day question", CTX, lambda: "from before")
+    tiers(cache)["memory"].clear()
+    stall = threading.Thread(target=redis.Redis.from_url(server.url).execute_command, args=("DEBUG", "SLEEP", "1.5"))
+    stall.start()
+    time.sleep(0.1)
+    hits = [cache.get(stored.key) for _ in range(3)]
+    answered_during_stall = stall.is_alive()  # the answers did not wait for Redis to wake up
+    stall.join()
+    assert answered_during_stall
+    assert [h.tier for h in hits] == ["postgres", "memory", "memory"]
+    # the read and the promotion both timed out: two errors open a breaker set to two
+    assert cache.stats()["tiers"]["redis"]["errors"] == 2 and _breaker(cache, "redis") == "open"
+    cache.close()
