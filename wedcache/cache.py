@@ -197,7 +197,7 @@ class TieredCache:
 
     def invalidate_per_tier(self, **selector: Any) -> dict[str, int]:
         """Like :meth:`invalidate`, by tier; ``-1`` marks a tier that was unavailable."""
-        sel = selector if isinstance(selector, Selector) else Selector.build(**selector)
+        sel = Selector.build(**selector)
         removed = {}
         for tier in self.tiers:
             count = self._guarded(tier, tier.invalidate, sel)
