@@ -91,7 +91,6 @@ class TieredCache:
         self._now = self.clock.now
         self._hit_listeners = self.events.hit.listeners
         self._flights = SingleFlight()
-        self._lock_breaker = self.breakers.get("redis")
         self.requests = self.hits = self.coalesced = self.origin_calls = 0
         self._count_lock = threading.Lock()
 
@@ -240,17 +239,23 @@ class TieredCache:
 
     def _guarded(self, tier: Tier, operation: Callable, *args: Any) -> Any:
         """Run a tier operation behind its breaker; ``_SKIPPED`` when skipped or failed."""
-        breaker = self.breakers.get(tier.name)
+        return self._behind(tier.name, operation, *args)
+
+    def _behind(self, name: str, operation: Callable, *args: Any) -> Any:
+        """Run ``operation`` behind the breaker of the tier called ``name`` (Redis locks too)."""
+        breaker, counters = self.breakers.get(name), self.counters.get(name)
         if breaker is not None and not breaker.allow():
-            self.counters[tier.name].skipped += 1
+            if counters is not None:
+                counters.skipped += 1
             return _SKIPPED
         try:
             result = operation(*args)
         except TierUnavailable as exc:
-            self.counters[tier.name].errors += 1
+            if counters is not None:
+                counters.errors += 1
             if breaker is not None:
                 breaker.failure()
-            self.events.tier_error.fire(tier=tier.name, error=exc)
+            self.events.tier_error.fire(tier=name, error=exc)
             return _SKIPPED
         if breaker is not None:
             breaker.success()
@@ -276,7 +281,7 @@ class TieredCache:
             return CacheResult(value, False, None, 0.0, key)
         finally:
             if isinstance(token, str):
-                self._guarded_lock(self.locks.release, key, token)
+                self._behind("redis", self.locks.release, key, token)
 
     def _compute(self, compute: Callable[[], Any]) -> Any:
         with self._count_lock:
@@ -295,7 +300,7 @@ class TieredCache:
         """
         if self.locks is None:
             return True
-        token = self._guarded_lock(self.locks.acquire, key)
+        token = self._behind("redis", self.locks.acquire, key)
         return True if token is _SKIPPED else token
 
     def _await_peer(self, key: str, max_age: float | None) -> CacheResult | None:
@@ -306,24 +311,9 @@ class TieredCache:
             hit = self.get(key, max_age)
             if hit is not None:
                 return hit
-            if self._guarded_lock(self.locks.held, key) is not True:
+            if self._behind("redis", self.locks.held, key) is not True:
                 return self.get(key, max_age)
         return None
-
-    def _guarded_lock(self, operation: Callable, *args: Any) -> Any:
-        breaker = self._lock_breaker
-        if breaker is not None and not breaker.allow():
-            return _SKIPPED
-        try:
-            result = operation(*args)
-        except Exception as exc:  # redis errors: the lock is an optimisation, never a failure
-            if breaker is not None:
-                breaker.failure()
-            log.debug("lock operation failed: %s", exc)
-            return _SKIPPED
-        if breaker is not None:
-            breaker.success()
-        return result
 
     def _fire_hit(self, key: str, tier: str, entry: CacheEntry, now: float) -> None:
         if self._hit_listeners:

@@ -12,6 +12,10 @@ import threading
 from concurrent.futures import Future
 from typing import Any, Callable
 
+import redis
+
+from .errors import TierUnavailable
+
 LUA_RELEASE_SCRIPT = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
     return redis.call('del', KEYS[1])
@@ -52,7 +56,11 @@ class SingleFlight:
 
 
 class RedisLocks:
-    """Short-lived distributed locks on one Redis client (``key + ':lock'``)."""
+    """Short-lived distributed locks on one Redis client (``key + ':lock'``).
+
+    Redis errors become :class:`~wedcache.errors.TierUnavailable` (``redis``), as in the
+    Redis tier, so the cache guards locks with the Redis tier's breaker.
+    """
 
     def __init__(self, client, timeout_seconds: float = 30.0):
         self.client = client
@@ -62,13 +70,20 @@ class RedisLocks:
     def acquire(self, key: str) -> str | None:
         """A token when the lock was free (now ours), else ``None``."""
         token = secrets.token_hex(16)
-        return token if self.client.set(self.name(key), token, nx=True, px=self.timeout_ms) else None
+        return token if self._call(self.client.set, self.name(key), token, nx=True, px=self.timeout_ms) else None
 
     def held(self, key: str) -> bool:
-        return bool(self.client.exists(self.name(key)))
+        return bool(self._call(self.client.exists, self.name(key)))
 
     def release(self, key: str, token: str) -> bool:
-        return bool(self._release(keys=[self.name(key)], args=[token]))
+        return bool(self._call(self._release, keys=[self.name(key)], args=[token]))
+
+    @staticmethod
+    def _call(fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (redis.RedisError, OSError) as exc:
+            raise TierUnavailable("redis", exc) from exc
 
     @staticmethod
     def name(key: str) -> str:
