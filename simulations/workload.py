@@ -21,6 +21,7 @@ Weekly and daily profiles are read in UTC, which stands for the market's local t
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -216,6 +217,11 @@ class Catalogue:
         ids = np.searchsorted(self._cdf, rng.random(size) * self._cdf[-1], side="right")
         return np.minimum(ids, self.size - 1)
 
+    def restricted(self, kept: np.ndarray) -> "Subset":
+        """Popularity restricted to the ids ``kept`` (spatial sampling)."""
+        return Subset(kept, self.probabilities[kept])
+
+
     def vendor_type(self, query_id: int) -> str:
         return self.vendor_names[self.vendor_codes[query_id]]
 
@@ -241,6 +247,21 @@ class Catalogue:
         return {"weddingDate": str(self.wedding_dates[query_id]), "location": self.location(query_id),
                 "vendorTypes": [self.vendor_type(query_id)],
                 "guestCount": int(self.guest_counts[query_id]), "budget": float(self.budgets[query_id])}
+
+
+class Subset:
+    """Some of a catalogue's ids with their popularity: draws ids among them only."""
+
+    def __init__(self, ids: np.ndarray, probabilities: np.ndarray):
+        self.ids, self.mass = ids, float(probabilities.sum())
+        """``mass``: the share of all requests that go to these ids."""
+        self._cdf = np.cumsum(probabilities)
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        if not self.ids.size:
+            return np.empty(0, np.int64)
+        picks = np.searchsorted(self._cdf, rng.random(size) * self._cdf[-1], side="right")
+        return self.ids[np.minimum(picks, self.ids.size - 1)]
 
 
 # --- requests and the workload ---------------------------------------------------------------
@@ -280,6 +301,26 @@ class Workload:
         rng = copy.deepcopy(self._stream)
         for times in iter_arrival_chunks(self.spec, self.policy, rng, chunk_seconds):
             yield times, self.catalogue.sample(rng, times.size)
+
+    def sampled_batches(self, rate: float, salt: int = 0,
+                        chunk_seconds: float = 3600.0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Only the requests for the ids :func:`sample_keys` keeps at ``rate``, generated directly.
+
+        The requests for a set of ids with popularity mass ``m`` form a Poisson process of
+        rate ``m`` times the total (Poisson splitting), each asking for id ``k`` with
+        probability ``p_k / m``. So the sampled stream is drawn at that rate, not filtered
+        from the full one: a year costs what its sample costs. (Exact for Poisson arrivals;
+        for uniform arrivals the sampled stream is itself evenly spaced.)"""
+        subset = self.sampled_subset(rate, salt)
+        rng = copy.deepcopy(self._stream)
+        spec = dataclasses.replace(self.spec, base_qps=self.spec.base_qps * subset.mass)
+        for times in iter_arrival_chunks(spec, self.policy, rng, chunk_seconds):
+            yield times, subset.sample(rng, times.size)
+
+    def sampled_subset(self, rate: float, salt: int = 0) -> Subset:
+        """The ids kept at ``rate`` and their share of the traffic."""
+        ids = np.arange(self.catalogue.size)
+        return self.catalogue.restricted(ids[sample_keys(ids, rate, salt)])
 
     def __iter__(self) -> Iterator[Request]:
         for times, ids in self.batches():

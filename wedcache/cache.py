@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -47,6 +48,8 @@ class CacheResult:
     """``memory``, ``redis``, ``postgres``, or ``None`` when computed now."""
     age_seconds: float
     key: str
+    stale: bool = False
+    """Served inside the stale-while-revalidate grace window (a refresh is under way)."""
 
 
 class TierCounters:
@@ -69,12 +72,15 @@ class TieredCache:
     :param breaker_failures: consecutive errors that open a tier's breaker.
     :param breaker_reset_seconds: first cool-down before a half-open probe.
     :param lock_wait_seconds: how long a process waits for a peer's computation.
+    :param background: runs stale-while-revalidate refreshes (default: a small thread pool;
+        the simulation passes one that schedules them in simulated time).
     """
 
     def __init__(self, tiers: Sequence[Tier], *, clock: Clock | None = None, policy: Policy | None = None,
                  ttl: VendorCacheOptimizer | None = None, locks: RedisLocks | None = None,
                  breaker_failures: int = 5, breaker_reset_seconds: float = 5.0,
-                 lock_wait_seconds: float = 30.0, lock_poll_seconds: float = 0.01):
+                 lock_wait_seconds: float = 30.0, lock_poll_seconds: float = 0.01,
+                 background: Callable[[Callable[[], Any]], Any] | None = None):
         self.tiers = list(tiers)
         self.clock = clock or SystemClock()
         self.policy = policy or load_policy()
@@ -88,51 +94,94 @@ class TieredCache:
         self.counters = {t.name: TierCounters() for t in self.tiers}
         self.memory = next((t for t in self.tiers[:1] if t.name == "memory"), None)
         self._memory_counters = self.counters["memory"] if self.memory else None
+        self._lower = [(i, t) for i, t in enumerate(self.tiers) if t is not self.memory]
+        self.background, self._executor = background, None
         self._now = self.clock.now
         self._hit_listeners = self.events.hit.listeners
         self._flights = SingleFlight()
-        self.requests = self.hits = self.coalesced = self.origin_calls = 0
+        self.requests = self.hits = self.coalesced = self.origin_calls = self.stale_served = 0
         self._count_lock = threading.Lock()
 
     # -- reading -------------------------------------------------------------------------
-    def get(self, key: str, max_age: float | None = None) -> CacheResult | None:
-        """The fresh entry under ``key`` from the fastest tier holding it, or ``None``.
+    def lookup(self, key: str, max_age: float | None = None,
+               allow_stale: bool = False) -> tuple[CacheEntry, str] | None:
+        """The entry under ``key`` and the name of the tier that answered, or ``None``.
 
-        ``max_age`` (seconds) also treats entries older than that as missing. The memory
-        tier is tried inline (the hot path); the others through :meth:`_get_lower`.
+        The fastest tier holding a *fresh* entry answers (entries older than ``max_age``
+        seconds count as missing); the memory tier is tried inline (the hot path). With
+        ``allow_stale``, when no tier holds a fresh entry, an entry expired for less than its
+        grace window (:meth:`grace_seconds`) answers instead: the caller sees it is stale by
+        ``entry.expires_at <= clock.now()`` and should refresh it (:meth:`get_or_compute` does).
         """
         now = self._now()
-        memory = self._memory_counters
+        memory, stale = self._memory_counters, None
         if memory is not None:
             memory.lookups += 1
             entry = self.memory.get(key)
-            if entry is not None and entry.expires_at > now and (max_age is None or now - entry.created_at <= max_age):
-                memory.hits += 1
-                if self._hit_listeners:
-                    self._fire_hit(key, "memory", entry, now)
-                return CacheResult(entry.value, True, "memory", now - entry.created_at, key)
-        return self._get_lower(key, max_age, now)
+            if entry is not None:
+                if entry.expires_at > now and (max_age is None or now - entry.created_at <= max_age):
+                    memory.hits += 1
+                    if self._hit_listeners:
+                        self._fire_hit(key, "memory", entry, now)
+                    return entry, "memory"
+                stale = (entry, "memory")
+        if self._lower:
+            return self._lookup_lower(key, max_age, now, stale if allow_stale else None, allow_stale)
+        return self._serve_stale(stale, max_age, now) if allow_stale else None
 
-    def _get_lower(self, key: str, max_age: float | None, now: float) -> CacheResult | None:
-        for index, tier in enumerate(self.tiers):
-            if tier is self.memory:
-                continue
+    def get(self, key: str, max_age: float | None = None, allow_stale: bool = False) -> CacheResult | None:
+        """:meth:`lookup` as a :class:`CacheResult` (``stale`` set for a grace-window answer)."""
+        found = self.lookup(key, max_age, allow_stale)
+        if found is None:
+            return None
+        entry, tier = found
+        now = self._now()
+        return CacheResult(entry.value, True, tier, now - entry.created_at, key, entry.expires_at <= now)
+
+    def grace_seconds(self, entry: CacheEntry) -> float:
+        """How long past its expiry ``entry`` may be served while it is refreshed."""
+        return self.ttl.grace_seconds(entry.vendor_types)
+
+    def _lookup_lower(self, key: str, max_age: float | None, now: float,
+                      stale: tuple[CacheEntry, str] | None, allow_stale: bool) -> tuple[CacheEntry, str] | None:
+        for index, tier in self._lower:
             entry = self._read(tier, key)
             if entry is None or entry is _SKIPPED:
                 continue
-            if entry.expires_at <= now or (max_age is not None and now - entry.created_at > max_age):
+            if max_age is not None and now - entry.created_at > max_age:
+                continue
+            if entry.expires_at <= now:
+                if allow_stale and (stale is None or entry.expires_at > stale[0].expires_at):
+                    stale = (entry, tier.name)
                 continue
             self.counters[tier.name].hits += 1
             if index:
                 self._promote(entry, self.tiers[:index])
             self._fire_hit(key, tier.name, entry, now)
-            return CacheResult(entry.value, True, tier.name, now - entry.created_at, key)
-        return None
+            return entry, tier.name
+        return self._serve_stale(stale, max_age, now) if allow_stale else None
+
+    def _serve_stale(self, found: tuple[CacheEntry, str] | None, max_age: float | None,
+                     now: float) -> tuple[CacheEntry, str] | None:
+        if found is None:
+            return None
+        entry, tier = found
+        if now - entry.expires_at >= self.grace_seconds(entry):
+            return None
+        if max_age is not None and now - entry.created_at > max_age:
+            return None
+        self.counters[tier].hits += 1
+        self.stale_served += 1
+        self._fire_hit(entry.key, tier, entry, now)
+        return found
 
     def get_or_compute(self, org_id: str, query: str, context: WeddingContext | dict | None,
                        compute: Callable[[], Any], *, cache_type: str = "general",
                        force_refresh: bool = False, max_age: float | None = None) -> CacheResult:
         """The cached answer to ``query`` in ``context`` for ``org_id``, computing it on a miss.
+
+        An entry inside its stale-while-revalidate grace window is returned at once
+        (``stale=True``) and refreshed in the background, once per key.
 
         :raises ContextError: for an invalid query, context or cache type (naming the field).
         :raises OriginUnavailable: when no tier holds the answer and ``compute`` fails.
@@ -141,20 +190,37 @@ class TieredCache:
         key = cache_key(org, check_query(query), ctx, check_cache_type(cache_type))
         with self._count_lock:
             self.requests += 1
+        fill = lambda: self._fill(key, org, query, ctx, compute, cache_type, max_age, force_refresh)  # noqa: E731
         if not force_refresh:
-            hit = self.get(key, max_age)
+            hit = self.get(key, max_age, allow_stale=True)
             if hit is not None:
                 with self._count_lock:
                     self.hits += 1
+                if hit.stale:
+                    self._revalidate(key, org, query, ctx, compute, cache_type, max_age)
                 return hit
         if self.events.miss.listeners:
             self.events.miss.fire(key=key)
-        fill = lambda: self._fill(key, org, query, ctx, compute, cache_type, max_age, force_refresh)  # noqa: E731
         result, leader = self._flights.do(key, fill)
         if not leader:
             with self._count_lock:
                 self.coalesced += 1
         return result
+
+    def _revalidate(self, key: str, org: str, query: str, ctx: WeddingContext, compute: Callable[[], Any],
+                    cache_type: str, max_age: float | None) -> None:
+        """Refresh ``key`` in the background unless a computation for it is already running."""
+        refresh = lambda: self._fill(key, org, query, ctx, compute, cache_type, max_age, True, peer_wait=False)  # noqa: E731
+        self._flights.launch(key, refresh, self._submit)
+
+    def _submit(self, task: Callable[[], Any]) -> None:
+        if self.background is not None:
+            self.background(task)
+            return
+        with self._count_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wedcache-revalidate")
+        self._executor.submit(task)
 
     # -- writing -------------------------------------------------------------------------
     def set(self, org_id: str, query: str, context: WeddingContext | dict | None, value: Any, *,
@@ -170,17 +236,25 @@ class TieredCache:
                    cache_type: str, max_age: float | None = None) -> CacheEntry:
         """An entry stamped now, with the policy's TTL for ``ctx`` (jittered per key)."""
         now = self.clock.now()
-        ttl = jittered(self.ttl.ttl_seconds(ctx, today(self.clock), max_age), key, self.policy.jitter)
+        ttl = self.entry_ttl(key, ctx, max_age)
         wedding = organization_uuid(ctx.wedding_id, "weddingId") if ctx.wedding_id else None
         return CacheEntry(key=key, value=value, created_at=now, expires_at=now + ttl, org_id=org,
                           cache_type=cache_type, query=normalise_query(query), wedding_id=wedding,
                           market_tier=self.ttl.partitioner.tier_of(ctx.location),
                           vendor_types=tuple(ctx.vendor_types), context=ctx.to_json() or None)
 
+    def entry_ttl(self, key: str, ctx: WeddingContext, max_age: float | None = None) -> float:
+        """The TTL an entry for ``key`` in ``ctx`` gets now: the policy's, jittered per key."""
+        on_date = today(self.clock) if self.ttl.fixed_ttl is None else None  # a fixed TTL needs no calendar
+        return jittered(self.ttl.ttl_seconds(ctx, on_date, max_age), key, self.policy.jitter)
+
     def store(self, entry: CacheEntry) -> None:
         """Write ``entry`` through to every tier (skipping unavailable ones)."""
         for tier in self.tiers:
-            self._guarded(tier, tier.set, entry)
+            if tier is self.memory:
+                tier.set(entry)  # in-process: nothing to guard
+            else:
+                self._guarded(tier, tier.set, entry)
 
     def delete(self, key: str) -> int:
         """Remove ``key`` from every tier; returns in how many tiers it was found."""
@@ -223,9 +297,12 @@ class TieredCache:
             }
         return {"requests": self.requests, "hits": self.hits, "misses": self.requests - self.hits,
                 "hit_rate": self.hits / self.requests if self.requests else 0.0,
-                "coalesced": self.coalesced, "origin_calls": self.origin_calls, "tiers": tiers}
+                "coalesced": self.coalesced, "stale_served": self.stale_served,
+                "origin_calls": self.origin_calls, "tiers": tiers}
 
     def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
         for tier in self.tiers:
             try:
                 tier.close()
@@ -266,9 +343,13 @@ class TieredCache:
             self._guarded(tier, tier.set, entry)
 
     def _fill(self, key: str, org: str, query: str, ctx: WeddingContext, compute: Callable[[], Any],
-              cache_type: str, max_age: float | None, force_refresh: bool) -> CacheResult:
+              cache_type: str, max_age: float | None, force_refresh: bool, peer_wait: bool = True) -> CacheResult | None:
+        """Compute and store ``key`` holding the fleet-wide lock; when a peer holds it, wait for
+        the peer's value (``peer_wait``) or, for a background refresh, leave it to the peer."""
         token = self._acquire(key)
         try:
+            if token is None and not peer_wait:
+                return None
             if token is None and not force_refresh:
                 peer = self._await_peer(key, max_age)
                 if peer is not None:

@@ -42,6 +42,11 @@ class CacheEntry:
         """Seconds of freshness left (negative once expired)."""
         return self.expires_at - now
 
+    def renewed(self, created_at: float, expires_at: float) -> "CacheEntry":
+        """A copy stamped with new times (same key, value and tags; the size is kept)."""
+        return CacheEntry(self.key, self.value, created_at, expires_at, self.org_id, self.cache_type, self.query,
+                          self.wedding_id, self.market_tier, self.vendor_types, self.context, self._size)
+
     def encode(self) -> bytes:
         """Compact bytes for Redis: a JSON array in field order."""
         return orjson.dumps([self.key, self.value, self.created_at, self.expires_at, self.org_id,

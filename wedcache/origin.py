@@ -56,10 +56,27 @@ class SimulatedOrigin:
     def answer(self, query: str, context: WeddingContext) -> dict[str, Any]:
         """Wait one latency draw on the clock, then return the answer."""
         self.clock.sleep(self.latency_seconds())
+        return self.respond(query, context)
+
+    def respond(self, query: str, context: WeddingContext) -> dict[str, Any]:
+        """The answer without waiting (the simulation schedules the wait itself); counts the call."""
+        self.charge()
+        return compose_answer(query, context, self.model)
+
+    def charge(self) -> None:
+        """Count one call and its cost."""
         with self._lock:
             self.calls += 1
             self.cost_usd += self.cost_per_call_usd
-        return compose_answer(query, context, self.model)
+
+    def share_over(self, ms: float) -> float:
+        """P(latency > ``ms``) under this origin's log-normal latency."""
+        if self._zero:
+            return 0.0 if ms >= 0 else 1.0
+        if ms <= 0:
+            return 1.0
+        z = (math.log(ms / 1000) - self._mu) / self._sigma
+        return 0.5 * math.erfc(z / math.sqrt(2))
 
 
 def compose_answer(query: str, context: WeddingContext, model: str) -> dict[str, Any]:

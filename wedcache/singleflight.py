@@ -7,6 +7,7 @@ processes that find the lock taken wait for the stored value instead of computin
 """
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 from concurrent.futures import Future
@@ -15,6 +16,8 @@ from typing import Any, Callable
 import redis
 
 from .errors import TierUnavailable
+
+log = logging.getLogger(__name__)
 
 LUA_RELEASE_SCRIPT = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -40,13 +43,29 @@ class SingleFlight:
                 future = self._calls[key] = Future()
         if not leader:
             return future.result(), False
+        return self._run(key, future, fn), True
+
+    def launch(self, key: str, fn: Callable[[], Any], submit: Callable[[Callable[[], Any]], Any]) -> bool:
+        """Start ``fn`` for ``key`` through ``submit`` (e.g. an executor) unless a call for
+        ``key`` is already running; callers of :meth:`do` meanwhile wait for it. Returns
+        whether it started. Errors reach those waiting callers only."""
+        with self._lock:
+            if key in self._calls:
+                return False
+            future = self._calls[key] = Future()
+        submit(lambda: self._run(key, future, fn, reraise=False))
+        return True
+
+    def _run(self, key: str, future: Future, fn: Callable[[], Any], reraise: bool = True) -> Any:
         try:
             result = fn()
             future.set_result(result)
-            return result, True
+            return result
         except BaseException as exc:
             future.set_exception(exc)
-            raise
+            if reraise:
+                raise
+            log.warning("background computation for %s failed: %s", key, exc)
         finally:
             with self._lock:
                 self._calls.pop(key, None)

@@ -24,10 +24,19 @@ class VendorCacheOptimizer:
     """TTL per vendor type, market tier and season, from the policy."""
 
     def __init__(self, policy: Policy, default_ttl: int = 3600,
-                 partitioner: LocationBasedCachePartitioner | None = None):
+                 partitioner: LocationBasedCachePartitioner | None = None, *,
+                 fixed_ttl: float | None = None, grace_seconds: float | None = None):
         self.policy = policy
         self.default_ttl = default_ttl
         self.partitioner = partitioner or LocationBasedCachePartitioner(policy)
+        self.fixed_ttl = fixed_ttl
+        """When set, every entry gets this TTL (a scenario's ``ttl_seconds``), capped by maxAge."""
+        self.grace_override = grace_seconds
+        """When set, the stale-while-revalidate grace for every vendor type."""
+        self.active_season: str | None = None
+        """Set by :class:`~wedcache.scaling.SeasonalScalingAutomator`: the season whose TTL
+        adjustment applies, instead of the season of each entry's date."""
+        self._grace = {name: v.stale_while_revalidate_seconds for name, v in policy.vendors.items()}
 
     def base_ttl(self, vendor_types: tuple[str, ...]) -> int:
         """The smallest ``baseTtl`` among ``vendor_types`` (the most volatile wins)."""
@@ -37,12 +46,27 @@ class VendorCacheOptimizer:
 
     def ttl_seconds(self, context: WeddingContext, on_date: date, max_age: float | None = None) -> float:
         """The formula above, without jitter."""
+        if self.fixed_ttl is not None:
+            return min(self.fixed_ttl, max_age) if max_age is not None else self.fixed_ttl
         tier = self.partitioner.tier_of(context.location)
-        season = self.policy.season_of(on_date)
+        season = self.active_season or self.policy.season_of(on_date)
         ttl = (self.base_ttl(context.vendor_types)
                * self.partitioner.ttl_multiplier(tier)
                * self.policy.seasons[season].ttl_adjustment_factor)
         return min(ttl, max_age) if max_age is not None else ttl
+
+    def grace_seconds(self, vendor_types: tuple[str, ...]) -> float:
+        """How long past expiry an entry may still be served (stale-while-revalidate).
+
+        The policy's ``stale_while_revalidate_seconds`` of the governing vendor type (the one
+        whose TTL is shortest), 0 without vendor types, or the override when one is set."""
+        if self.grace_override is not None:
+            return self.grace_override
+        if not vendor_types:
+            return 0.0
+        if len(vendor_types) == 1:
+            return self._grace[vendor_types[0]]
+        return self._grace[self.primary_vendor(vendor_types)]
 
     def primary_vendor(self, vendor_types: tuple[str, ...]) -> str | None:
         """The vendor type whose TTL governs (the most volatile), or ``None``."""

@@ -1,7 +1,7 @@
 """The ``wedcache`` command: one thin sub-command module per idea.
 
 Each command parses arguments, calls a library function that returns a result, and prints
-it. ``wedcache services``, ``migrate``, ``bench`` … are registered below.
+it. ``wedcache services``, ``migrate``, ``bench``, ``calibrate`` … are registered below.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ app = typer.Typer(help="wedcache: a tiered cache for AI answers, and the lab tha
 
 
 def _register() -> None:
-    from . import bench, migrate, services  # noqa: F401  (each adds its commands to ``app``)
+    from . import bench, calibrate, migrate, services  # noqa: F401  (each adds its commands to ``app``)
 
 
 _register()

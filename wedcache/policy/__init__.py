@@ -60,6 +60,8 @@ class MarketTierPolicy(_Strict):
 class VendorPolicy(_Strict):
     baseTtl: int = Field(gt=0)
     volatilityFactor: float = Field(gt=0)
+    stale_while_revalidate_seconds: float = Field(default=0.0, ge=0)
+    """Grace after expiry during which the entry is served while it is refreshed."""
 
 
 class SeasonPolicy(_Strict):

@@ -17,6 +17,7 @@ from typing import Iterator
 from ..entry import CacheEntry
 
 _HALVE = bytes(b >> 1 for b in range(256))
+_NOTHING: list = []  # shared "evicted nothing" result; never mutated
 
 
 @dataclass(slots=True)
@@ -88,13 +89,22 @@ class LruPolicy:
         return entry
 
     def put(self, entry: CacheEntry) -> list[CacheEntry]:
-        """Store ``entry``; returns the entries evicted to make room."""
-        segment = self._segment
-        segment.pop(entry.key)
-        segment.add(entry)
+        """Store ``entry``; returns the entries evicted to make room (inlined: a hot path)."""
+        segment, budget = self._segment, self.budget
+        items = segment.items
+        old = items.pop(entry.key, None)
+        if old is not None:
+            segment.bytes -= old.size
+        items[entry.key] = entry
+        segment.bytes += entry.size
+        max_bytes, max_entries = budget.max_bytes, budget.max_entries
+        if segment.bytes <= max_bytes and len(items) <= max_entries:
+            return _NOTHING
         evicted = []
-        while segment.over(self.budget) and len(segment) > 1:
-            evicted.append(segment.pop_oldest())
+        while (segment.bytes > max_bytes or len(items) > max_entries) and len(items) > 1:
+            oldest = items.popitem(last=False)[1]
+            segment.bytes -= oldest.size
+            evicted.append(oldest)
         return evicted
 
     def remove(self, key: str) -> CacheEntry | None:

@@ -46,11 +46,17 @@ class MemoryTier:
         self.get = policy.get  # the hit path: no extra call layer
 
     def set(self, entry: CacheEntry) -> None:
+        by_org = self._by_org
         with self._lock:
-            self._by_org.setdefault(entry.org_id, set()).add(entry.key)
+            keys = by_org.get(entry.org_id)
+            if keys is None:
+                keys = by_org[entry.org_id] = set()
+            keys.add(entry.key)
             evicted = self._policy.put(entry)
-            self._forget(evicted)
-        self._evicted(evicted)
+            if evicted:
+                self._forget(evicted)
+        if evicted:
+            self._evicted(evicted)
 
     def delete(self, key: str) -> bool:
         with self._lock:
@@ -95,12 +101,13 @@ class MemoryTier:
         return list(self._by_org.get(selector.org_id, ()))
 
     def _forget(self, entries: list[CacheEntry]) -> None:
+        by_org = self._by_org
         for entry in entries:
-            keys = self._by_org.get(entry.org_id)
+            keys = by_org.get(entry.org_id)
             if keys is not None:
                 keys.discard(entry.key)
                 if not keys:
-                    del self._by_org[entry.org_id]
+                    del by_org[entry.org_id]
 
     def _evicted(self, evicted: list[CacheEntry]) -> None:
         self.evictions += len(evicted)

@@ -1,0 +1,298 @@
+"""The simulation engine: the real cache in simulated time, without a process per request.
+
+SimPy owns time. One driver process walks the requests of a :mod:`~simulations.sources`
+source in time order; before a request it yields to SimPy only when a SimPy event is due
+first (``env.peek()``), otherwise it just sets the clock — a lean event loop, so a year of
+traffic runs in minutes. The sparse events are SimPy's: origin completions (one timeout per
+computation, not per request), the hourly tick (seasonal scaling, memory samples).
+
+Per request the driver calls :meth:`TieredCache.lookup <wedcache.cache.TieredCache.lookup>`
+(the real read path: tiers, promotion, freshness, stale-while-revalidate). On a miss it
+starts a computation on the origin — or, if one for that object is under way, the request
+waits for it (single-flight, as ``get_or_compute`` does) — and on completion stores the
+entry with the cache's own TTL policy (:meth:`~wedcache.cache.TieredCache.make_entry`,
+:meth:`~wedcache.cache.TieredCache.store`). The origin is an M/G/c queue when the scenario
+limits its concurrency (each computation takes the earliest free slot, first come first served).
+
+A request's latency is the memory lookup's modeled time, plus what modeled tiers charged
+to the clock (:class:`~simulations.clock.SimClock` debt), plus, on a miss, the wait for the
+computation and the write-through. In a live run lookups and stores are timed instead.
+"""
+from __future__ import annotations
+
+import gc
+import heapq
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import simpy
+
+from wedcache.answering import infer_cache_type
+from wedcache.context import parse_context
+from wedcache.keys import cache_key, organization_uuid
+
+from .model import System
+from .sampling import splitmix64
+
+HIT_CODES = {"memory": 0, "redis": 1, "postgres": 2}
+MISS_COLD, MISS_EXPIRED, MISS_EVICTED, COALESCED = 4, 5, 6, 7
+"""Request outcomes besides hits: a first request, an entry that had expired, an entry
+evicted before it expired, a wait for a computation already under way."""
+HOUR = 3600.0
+
+
+@dataclass(slots=True)
+class Fill:
+    """A computation under way for one object, and who waits for it."""
+
+    object_id: int
+    waiters: list = field(default_factory=list)
+    """``(request index, arrival)`` of requests waiting for the answer."""
+    stale_waiters: list = field(default_factory=list)
+    """``(request index, arrival)`` of requests served stale meanwhile (for the counterfactual)."""
+
+
+@dataclass
+class Records:
+    """Everything a run observed, per request (numpy arrays in arrival order) and per event."""
+
+    t: np.ndarray
+    object_id: np.ndarray
+    code: np.ndarray
+    latency_ms: np.ndarray
+    created: np.ndarray
+    """``created_at`` (seconds from start) of the entry a hit served; NaN otherwise."""
+    grace: np.ndarray
+    """Served inside the stale-while-revalidate grace window."""
+    latency_without_grace_ms: np.ndarray
+    overdue_seconds: np.ndarray
+    """For each miss on an expired entry: how long after its expiry the request came."""
+    origin_call_times: np.ndarray
+    memory_samples: list[tuple[float, int, int]]
+    setup_seconds: float
+    loop_seconds: float
+    stale: np.ndarray | None = None
+    """Hits whose source data changed after the entry was stored (set by the caller, which
+    knows the data changes)."""
+
+
+class _Recorder:
+    """Collects per-request outcomes in Python lists, turned into arrays batch by batch."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[np.ndarray, ...]] = []
+        self.waits: list[tuple[int, float]] = []
+        self.alt_waits: list[tuple[int, float]] = []
+        self.grace: list[int] = []
+        self.overdue: list[float] = []
+        self.origin_calls: list[float] = []
+        self.memory: list[tuple[float, int, int]] = []
+
+    def keep(self, times: np.ndarray, ids: np.ndarray, codes: list, created: list, debts: list) -> None:
+        self.parts.append((times, ids, np.asarray(codes, np.int8), np.asarray(created, np.float64),
+                           np.asarray(debts, np.float64)))
+
+    def records(self, memory_draws: Callable[[int], np.ndarray] | None, setup: float, loop: float) -> Records:
+        columns = list(zip(*self.parts)) if self.parts else [[np.empty(0)]] * 5
+        t, ids, code, created, debt = (np.concatenate(c) for c in columns)
+        latency = debt + (memory_draws(t.size) if memory_draws is not None else 0.0)
+        _add(latency, self.waits)
+        grace = np.zeros(t.size, bool)
+        grace[np.asarray(self.grace, np.int64)] = True
+        without = latency.copy()
+        without[grace] = 0.0
+        _add(without, self.alt_waits)
+        return Records(t, ids.astype(np.int64), code, latency * 1000, created, grace, without * 1000,
+                       np.asarray(self.overdue), np.asarray(self.origin_calls), self.memory, setup, loop)
+
+
+def _add(latency: np.ndarray, waits: list[tuple[int, float]]) -> None:
+    if waits:
+        index, seconds = np.asarray(waits).T
+        np.add.at(latency, index.astype(np.int64), seconds)
+
+
+class Engine:
+    """Runs one simulation of ``system`` under the requests of ``source``.
+
+    :param progress: called after each batch with ``(simulated seconds done, total)``.
+    """
+
+    def __init__(self, system: System, source: Any, progress: Callable[[float, float], None] | None = None):
+        self.system, self.source, self.progress = system, source, progress
+        self.env = simpy.Environment()
+        self.cache, self.clock, self.origin = system.cache, system.clock, system.origin
+        self.keys: list[str | None] = [None] * source.n_objects
+        self.described: dict[int, tuple] = {}
+        self.templates: dict[int, Any] = {}
+        self.inflight: dict[int, Fill] = {}
+        self.last_expiry = np.full(source.n_objects, np.nan)
+        concurrency = system.origin_concurrency
+        self.slots = [0.0] * concurrency if concurrency else None
+        self.rec = _Recorder()
+        self.allow_stale = any(self.cache.ttl.grace_seconds((v,)) > 0 for v in self.cache.policy.vendors)
+
+    # -- running -------------------------------------------------------------------------
+    def run(self) -> Records:
+        started = time.perf_counter()
+        self.prepare()
+        setup = time.perf_counter() - started
+        self.env.process(self._drive())
+        self.env.process(self._hourly())
+        gc.disable()  # entries are acyclic; the collector would only rescan the cache
+        try:
+            self.env.run()
+        finally:
+            gc.enable()
+        loop = time.perf_counter() - started - setup
+        draws = self.system.memory_latency.draws if self.system.memory_latency is not None else None
+        return self.rec.records(draws, setup, loop)
+
+    def prepare(self) -> None:
+        """Build the cache key of every object the (sampled) run can ask for."""
+        for object_id in self.source.object_ids().tolist():
+            self._describe(object_id)
+
+    def _describe(self, object_id: int) -> str:
+        org, query, context, size = self.source.describe(object_id)
+        org_uuid, ctx = organization_uuid(org), parse_context(context)
+        key = cache_key(org_uuid, query, ctx, infer_cache_type(ctx))
+        self.described[object_id] = (key, org_uuid, query, ctx, size)
+        self.keys[object_id] = key
+        return key
+
+    def _drive(self):
+        env, clock, keys, rec = self.env, self.clock, self.keys, self.rec
+        lookup, peek, allow_stale, epoch = self._lookup(), env.peek, self.allow_stale, clock.epoch
+        index = 0
+        for times, ids in self.source.batches():
+            codes, created, debts = [], [], []
+            code, made, debt = codes.append, created.append, debts.append
+            for index, t, q in zip(itertools.count(index), times.tolist(), ids.tolist()):
+                if t >= peek():
+                    yield env.timeout(t - env.now)
+                clock.t = t
+                found = lookup(keys[q] or self._describe(q), None, allow_stale)
+                if found is None:
+                    code(self._miss(q, t, index))
+                    made(np.nan)
+                else:
+                    entry, tier = found
+                    code(HIT_CODES[tier])
+                    made(entry.created_at - epoch)
+                    if entry.expires_at <= epoch + t:
+                        self._revalidate(q, t, index)
+                debt(clock.debt)
+                clock.debt = 0.0
+            index += 1 if len(times) else 0
+            rec.keep(times, ids, codes, created, debts)
+            if self.progress is not None and len(times):
+                self.progress(float(times[-1]), self.source.duration_seconds)
+
+    def _lookup(self) -> Callable:
+        """``cache.lookup``, timed on the wall clock in a live run (charged as debt)."""
+        lookup = self.cache.lookup
+        if not self.system.live:
+            return lookup
+        clock, perf = self.clock, time.perf_counter
+
+        def timed(key: str, max_age: float | None, allow_stale: bool):
+            started = perf()
+            try:
+                return lookup(key, max_age, allow_stale)
+            finally:
+                clock.debt += perf() - started
+        return timed
+
+    def _hourly(self):
+        """Every simulated hour: seasonal scaling, then a memory sample."""
+        env, automator, memory = self.env, self.system.automator, self.system.memory
+        while env.now <= self.source.duration_seconds:
+            self.clock.t = max(self.clock.t, env.now)
+            automator.tick()
+            stats = memory.stats()
+            self.rec.memory.append((env.now, stats["bytes"], stats["entries"]))
+            yield env.timeout(HOUR)
+
+    # -- misses and computations -----------------------------------------------------------
+    def _miss(self, q: int, t: float, index: int) -> int:
+        fill = self.inflight.get(q)
+        if fill is not None:
+            fill.waiters.append((index, t))
+            return COALESCED
+        last = self.last_expiry[q]
+        if last != last:
+            outcome = MISS_COLD
+        elif t >= last:
+            outcome = MISS_EXPIRED
+            self.rec.overdue.append(t - last)
+        else:
+            outcome = MISS_EVICTED
+        self._compute(q, t, Fill(q, [(index, t)]))
+        return outcome
+
+    def _revalidate(self, q: int, t: float, index: int) -> None:
+        """A stale answer was served: refresh it once in the background."""
+        self.rec.grace.append(index)
+        fill = self.inflight.get(q)
+        if fill is None:
+            fill = Fill(q)
+            fill.stale_waiters.append((index, t))
+            self._compute(q, t, fill)
+        else:
+            fill.stale_waiters.append((index, t))
+
+    def _compute(self, q: int, t: float, fill: Fill) -> None:
+        """Ask the origin at ``t``; the answer lands when its latency (and queue) has passed."""
+        latency = self.origin.latency_seconds()
+        start = t
+        if self.slots is not None:
+            start = max(t, heapq.heappop(self.slots))
+            heapq.heappush(self.slots, start + latency)
+        self.rec.origin_calls.append(t)
+        done = start + latency
+        if done <= t:
+            self._complete(fill, t)
+            return
+        self.inflight[q] = fill
+        self.env.timeout(done - self.env.now).callbacks.append(lambda _event: self._land(fill, done))
+
+    def _land(self, fill: Fill, done: float) -> None:
+        self.clock.t = done
+        del self.inflight[fill.object_id]
+        self._complete(fill, done)
+
+    def _complete(self, fill: Fill, now: float) -> None:
+        """Store the answer (write-through) and release everyone waiting for it."""
+        clock = self.clock
+        started = time.perf_counter()
+        entry = self._entry(fill.object_id)
+        self.cache.store(entry)
+        store = (time.perf_counter() - started) if self.system.live else clock.debt
+        clock.debt = 0.0
+        self.last_expiry[fill.object_id] = entry.expires_at - clock.epoch
+        self.rec.waits.extend((index, now - arrival + store) for index, arrival in fill.waiters)
+        self.rec.alt_waits.extend((index, now - arrival + store) for index, arrival in fill.stale_waiters)
+
+    def _entry(self, q: int):
+        """The entry for object ``q`` stamped now: built once through the cache, then renewed."""
+        key, org, query, ctx, size = self.described[q]
+        template = self.templates.get(q)
+        if template is None:
+            value = self.origin.respond(query, ctx)
+            template = self.cache.make_entry(key, org, query, ctx, value, infer_cache_type(ctx))
+            if size:
+                template._size = size
+            self.templates[q] = template
+            return template
+        self.origin.charge()
+        now = self.clock.now()
+        return template.renewed(now, now + self.cache.entry_ttl(key, ctx))
+
+
+def hash_groups(object_ids: np.ndarray, groups: int = 10) -> np.ndarray:
+    """A stable group per object (for the sampling error: objects, not requests, are sampled)."""
+    return (splitmix64(np.asarray(object_ids, np.uint64) ^ np.uint64(0xA5A5A5A5)) % np.uint64(groups)).astype(np.int8)

@@ -1,0 +1,110 @@
+"""One simulation from scenario to files: :func:`simulate`.
+
+Builds the request source (the workload model, or a trace), the system under test
+(:mod:`simulations.model`) and the :class:`~simulations.engine.Engine`; runs it; and writes
+``summary.json``, ``timeseries.csv`` and the report (``report.html``, ``report.md``, PNGs)
+to the output folder. Same scenario and seed, same ``summary.json`` (apart from the
+wall-time fields), because every random stream is seeded from the scenario's seed.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from wedcache.keys import organization_uuid
+from wedcache.policy import VENDOR_TYPES
+
+from .engine import Engine, Records
+from .model import System, build_system, start_of
+from .report import write_simulation_report
+from .results import summarize, timeseries
+from .scenario import Scenario
+from .sources import TraceSource, WorkloadSource
+from .workload import Workload
+
+WALL_FIELDS = ("wall_seconds", "setup_seconds", "sim_requests_per_second")
+"""Fields of ``summary.json`` that measure the machine, not the model."""
+
+
+@dataclass
+class SimulationResult:
+    summary: dict[str, Any]
+    timeseries: pd.DataFrame
+    files: dict[str, Path]
+    records: Records
+
+
+def build_source(scenario: Scenario, policy: Any, trace: Path | None, namespace: str = "") -> Any:
+    """The requests of ``scenario`` (or of ``trace``), sampled at the scenario's rate."""
+    rng = np.random.default_rng(scenario.run.seed)
+    spec = scenario.workload_spec()
+    if trace is not None:
+        from .trace import load_trace
+        return TraceSource(load_trace(trace), spec, policy, rng, scenario.run.sample_rate, namespace)
+    return WorkloadSource(Workload(spec, policy, rng), scenario.run.sample_rate, namespace)
+
+
+def mark_stale(rec: Records, source: Any) -> np.ndarray:
+    """Hits whose vendor's data changed between the entry's creation and the request."""
+    stale = np.zeros(rec.code.size, bool)
+    hits = rec.code <= 2
+    vendors = source.vendor_codes[rec.object_id]
+    for code, name in enumerate(VENDOR_TYPES):
+        mask = hits & (vendors == code)
+        if mask.any():
+            stale[mask] = source.changes.changed_between(name, rec.created[mask], rec.t[mask])
+    return stale
+
+
+def simulate(scenario: Scenario, out: Path | None = None, *, backends: str = "modeled",
+             trace: Path | None = None, calibration: Path | None = None,
+             progress: Callable[[float, float], None] | None = None) -> SimulationResult:
+    """Run ``scenario`` and, when ``out`` is given, write its results and report there."""
+    started = time.perf_counter()
+    policy = scenario.policy()
+    system = build_system(scenario, policy, backends=backends, calibration=calibration)
+    try:
+        source = build_source(scenario, policy, trace, system.namespace)
+        rec = Engine(system, source, progress).run()
+        rec.stale = mark_stale(rec, source)
+        start = start_of(scenario)
+        summary = summarize(rec, scenario=scenario, policy=policy, start=start, source=source,
+                            origin=system.origin, backends=backends, wall_seconds=0.0)
+        summary["scaling_events"] = [event.to_dict() for event in system.automator.events]
+        series = timeseries(rec, start, source.scale, system.origin.cost_per_call_usd)
+    finally:
+        _clean_up(system, source if "source" in locals() else None)
+    summary["wall_seconds"] = time.perf_counter() - started
+    files = write_results(summary, series, out) if out is not None else {}
+    return SimulationResult(summary, series, files, rec)
+
+
+def write_results(summary: dict[str, Any], series: pd.DataFrame, out: Path) -> dict[str, Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json) + "\n")
+    series.to_csv(out / "timeseries.csv", index=False)
+    files = write_simulation_report(summary, series, out)
+    return {"summary": out / "summary.json", "timeseries": out / "timeseries.csv", **files}
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def _clean_up(system: System, source: Any) -> None:
+    """A live run removes its entries (its organizations are namespaced), then closes."""
+    try:
+        if system.live and source is not None:
+            for org in source.organizations():
+                system.cache.invalidate(org_id=organization_uuid(org), scope="organization")
+    finally:
+        system.close()
