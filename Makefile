@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # `make test FULL=1` also runs the tests marked slow.
 MARKERS := $(if $(FULL),,-m "not slow")
 
-.PHONY: venv test test-full run bench services-up services-down clean
+.PHONY: venv test test-full run bench bench-sim services-up services-down clean
 
 venv: $(STAMP)
 
@@ -33,11 +33,17 @@ test: venv
 test-full:
 	$(MAKE) test FULL=1
 
+# The main job: a year of wedding traffic through the real cache in simulated time, with its
+# report in reports/year/ (report.html, report.md, summary.json, timeseries.csv, PNGs).
 run: venv
-	$(WEDCACHE) bench
+	$(WEDCACHE) simulate year --out reports/year
 
 bench: venv
 	$(WEDCACHE) bench
+	$(WEDCACHE) bench-sim
+
+bench-sim: venv
+	$(WEDCACHE) bench-sim
 
 services-up: venv
 	$(WEDCACHE) services up

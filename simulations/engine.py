@@ -24,6 +24,7 @@ import gc
 import heapq
 import itertools
 import time
+from math import nan
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -33,6 +34,7 @@ import simpy
 from wedcache.answering import infer_cache_type
 from wedcache.context import parse_context
 from wedcache.keys import cache_key, organization_uuid
+from wedcache.origin import compose_answer
 
 from .model import System
 from .sampling import splitmix64
@@ -85,20 +87,23 @@ class _Recorder:
     def __init__(self) -> None:
         self.parts: list[tuple[np.ndarray, ...]] = []
         self.waits: list[tuple[int, float]] = []
+        """``(request index, seconds)`` waited for a computation and its write-through."""
+        self.debts: list[tuple[int, float]] = []
+        """``(request index, seconds)`` charged by modeled (or timed live) tiers; most hits have none."""
         self.alt_waits: list[tuple[int, float]] = []
         self.grace: list[int] = []
         self.overdue: list[float] = []
         self.origin_calls: list[float] = []
         self.memory: list[tuple[float, int, int]] = []
 
-    def keep(self, times: np.ndarray, ids: np.ndarray, codes: list, created: list, debts: list) -> None:
-        self.parts.append((times, ids, np.asarray(codes, np.int8), np.asarray(created, np.float64),
-                           np.asarray(debts, np.float64)))
+    def keep(self, times: np.ndarray, ids: np.ndarray, codes: list, created: list) -> None:
+        self.parts.append((times, ids, np.asarray(codes, np.int8), np.asarray(created, np.float64)))
 
     def records(self, memory_draws: Callable[[int], np.ndarray] | None, setup: float, loop: float) -> Records:
-        columns = list(zip(*self.parts)) if self.parts else [[np.empty(0)]] * 5
-        t, ids, code, created, debt = (np.concatenate(c) for c in columns)
-        latency = debt + (memory_draws(t.size) if memory_draws is not None else 0.0)
+        columns = list(zip(*self.parts)) if self.parts else [[np.empty(0)]] * 4
+        t, ids, code, created = (np.concatenate(c) for c in columns)
+        latency = memory_draws(t.size) if memory_draws is not None else np.zeros(t.size)
+        _add(latency, self.debts)
         _add(latency, self.waits)
         grace = np.zeros(t.size, bool)
         grace[np.asarray(self.grace, np.int64)] = True
@@ -129,7 +134,11 @@ class Engine:
         self.described: dict[int, tuple] = {}
         self.templates: dict[int, Any] = {}
         self.inflight: dict[int, Fill] = {}
-        self.last_expiry = np.full(source.n_objects, np.nan)
+        self.last_expiry = [nan] * source.n_objects
+        self.origin_waits = not self.origin.instant
+        self.instant = self.origin.instant and not system.live
+        self.due = float("inf")
+        """Time of the next SimPy event (cached ``env.peek()``; the driver yields at it)."""
         concurrency = system.origin_concurrency
         self.slots = [0.0] * concurrency if concurrency else None
         self.rec = _Recorder()
@@ -162,33 +171,37 @@ class Engine:
         key = cache_key(org_uuid, query, ctx, infer_cache_type(ctx))
         self.described[object_id] = (key, org_uuid, query, ctx, size)
         self.keys[object_id] = key
+        self.templates[object_id] = self._template(object_id)
         return key
 
     def _drive(self):
         env, clock, keys, rec = self.env, self.clock, self.keys, self.rec
-        lookup, peek, allow_stale, epoch = self._lookup(), env.peek, self.allow_stale, clock.epoch
-        index = 0
+        lookup, allow_stale, epoch, miss = self._lookup(), self.allow_stale, clock.epoch, self._miss
+        debts, index = rec.debts, 0
+        self.due = env.peek()
         for times, ids in self.source.batches():
-            codes, created, debts = [], [], []
-            code, made, debt = codes.append, created.append, debts.append
+            codes, created = [], []
+            code, made = codes.append, created.append
             for index, t, q in zip(itertools.count(index), times.tolist(), ids.tolist()):
-                if t >= peek():
+                if t >= self.due:
                     yield env.timeout(t - env.now)
+                    self.due = env.peek()
                 clock.t = t
                 found = lookup(keys[q] or self._describe(q), None, allow_stale)
                 if found is None:
-                    code(self._miss(q, t, index))
-                    made(np.nan)
+                    code(miss(q, t, index))
+                    made(nan)
                 else:
                     entry, tier = found
                     code(HIT_CODES[tier])
                     made(entry.created_at - epoch)
                     if entry.expires_at <= epoch + t:
                         self._revalidate(q, t, index)
-                debt(clock.debt)
-                clock.debt = 0.0
+                if clock.debt:
+                    debts.append((index, clock.debt))
+                    clock.debt = 0.0
             index += 1 if len(times) else 0
-            rec.keep(times, ids, codes, created, debts)
+            rec.keep(times, ids, codes, created)
             if self.progress is not None and len(times):
                 self.progress(float(times[-1]), self.source.duration_seconds)
 
@@ -231,8 +244,19 @@ class Engine:
             self.rec.overdue.append(t - last)
         else:
             outcome = MISS_EVICTED
-        self._compute(q, t, Fill(q, [(index, t)]))
+        if self.instant:
+            self._fill_now(q, t)
+        else:
+            self._compute(q, t, Fill(q, [(index, t)]))
         return outcome
+
+    def _fill_now(self, q: int, t: float) -> None:
+        """An instant origin (no latency, no queue): store at once; the request waits only for
+        the write-through (charged as debt by modeled tiers)."""
+        self.rec.origin_calls.append(t)
+        entry = self._entry(q)
+        self.cache.store(entry)
+        self.last_expiry[q] = entry.expires_at - self.clock.epoch
 
     def _revalidate(self, q: int, t: float, index: int) -> None:
         """A stale answer was served: refresh it once in the background."""
@@ -247,18 +271,19 @@ class Engine:
 
     def _compute(self, q: int, t: float, fill: Fill) -> None:
         """Ask the origin at ``t``; the answer lands when its latency (and queue) has passed."""
-        latency = self.origin.latency_seconds()
+        self.rec.origin_calls.append(t)
+        latency = self.origin.latency_seconds() if self.origin_waits else 0.0
         start = t
         if self.slots is not None:
             start = max(t, heapq.heappop(self.slots))
             heapq.heappush(self.slots, start + latency)
-        self.rec.origin_calls.append(t)
         done = start + latency
         if done <= t:
             self._complete(fill, t)
             return
         self.inflight[q] = fill
         self.env.timeout(done - self.env.now).callbacks.append(lambda _event: self._land(fill, done))
+        self.due = min(self.due, done)
 
     def _land(self, fill: Fill, done: float) -> None:
         self.clock.t = done
@@ -267,30 +292,34 @@ class Engine:
 
     def _complete(self, fill: Fill, now: float) -> None:
         """Store the answer (write-through) and release everyone waiting for it."""
-        clock = self.clock
-        started = time.perf_counter()
-        entry = self._entry(fill.object_id)
+        clock, q = self.clock, fill.object_id
+        started = time.perf_counter() if self.system.live else 0.0
+        entry = self._entry(q)
         self.cache.store(entry)
         store = (time.perf_counter() - started) if self.system.live else clock.debt
         clock.debt = 0.0
-        self.last_expiry[fill.object_id] = entry.expires_at - clock.epoch
-        self.rec.waits.extend((index, now - arrival + store) for index, arrival in fill.waiters)
-        self.rec.alt_waits.extend((index, now - arrival + store) for index, arrival in fill.stale_waiters)
+        self.last_expiry[q] = entry.expires_at - clock.epoch
+        for index, arrival in fill.waiters:
+            if now > arrival or store:
+                self.rec.waits.append((index, now - arrival + store))
+        for index, arrival in fill.stale_waiters:
+            self.rec.alt_waits.append((index, now - arrival + store))
 
     def _entry(self, q: int):
-        """The entry for object ``q`` stamped now: built once through the cache, then renewed."""
-        key, org, query, ctx, size = self.described[q]
-        template = self.templates.get(q)
-        if template is None:
-            value = self.origin.respond(query, ctx)
-            template = self.cache.make_entry(key, org, query, ctx, value, infer_cache_type(ctx))
-            if size:
-                template._size = size
-            self.templates[q] = template
-            return template
-        self.origin.charge()
+        """The entry for object ``q`` stamped now: its template (see :meth:`prepare`) renewed."""
+        key, _org, _query, ctx, _size = self.described[q]
         now = self.clock.now()
-        return template.renewed(now, now + self.cache.entry_ttl(key, ctx))
+        return self.templates[q].renewed(now, now + self.cache.entry_ttl(key, ctx))
+
+    def _template(self, q: int) -> Any:
+        """The entry the origin's answer for ``q`` makes, built through the cache (once per object)."""
+        key, org, query, ctx, size = self.described[q]
+        template = self.cache.make_entry(key, org, query, ctx, compose_answer(query, ctx, self.origin.model),
+                                         infer_cache_type(ctx))
+        if size:
+            template._size = size
+        template.size  # noqa: B018  (measured once here; every renewed copy keeps it)
+        return template
 
 
 def hash_groups(object_ids: np.ndarray, groups: int = 10) -> np.ndarray:

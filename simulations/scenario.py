@@ -213,8 +213,8 @@ class _Cache(_Strict):
 
 
 class _Origin(_Strict):
-    latency_median_ms: float = Field(_ORIGIN.latency_median_ms, gt=0)
-    latency_p95_ms: float = Field(_ORIGIN.latency_p95_ms, gt=0)
+    latency_median_ms: float = Field(_ORIGIN.latency_median_ms, ge=0)
+    latency_p95_ms: float = Field(_ORIGIN.latency_p95_ms, ge=0)
     cost_per_call_usd: float = Field(_ORIGIN.cost_per_call_usd, ge=0)
     concurrency: int | None = Field(_ORIGIN.concurrency, ge=1)
 

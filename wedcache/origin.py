@@ -46,6 +46,11 @@ class SimulatedOrigin:
         self.calls = 0
         self.cost_usd = 0.0
 
+    @property
+    def instant(self) -> bool:
+        """Answers take no time (a zero median latency)."""
+        return self._zero
+
     def latency_seconds(self) -> float:
         """One latency draw."""
         if self._zero:
@@ -75,6 +80,8 @@ class SimulatedOrigin:
             return 0.0 if ms >= 0 else 1.0
         if ms <= 0:
             return 1.0
+        if self._sigma == 0:  # a fixed latency
+            return 1.0 if math.exp(self._mu) * 1000 > ms else 0.0
         z = (math.log(ms / 1000) - self._mu) / self._sigma
         return 0.5 * math.erfc(z / math.sqrt(2))
 
