@@ -204,11 +204,18 @@ def _p95_sentences(p95: Mapping) -> list[str]:
                    f"{_grace_clause(p95)}"]
 
 
+def _opened(report: Report, summary: Mapping, field: str, title: str, absent: str) -> Mapping:
+    """Start a section on ``summary[field]``; an empty mapping (and a note) when it is absent."""
+    data = _map(summary, field)
+    report.heading(title)
+    if not data:
+        report.paragraph(f"The summary holds no {absent}.")
+    return data
+
+
 def _p95_section(report: Report, summary: Mapping) -> None:
-    p95 = _map(summary, "p95_analysis")
-    report.heading("Tail latency and hit rate")
+    p95 = _opened(report, summary, "p95_analysis", "Tail latency and hit rate", "p95 analysis")
     if not p95:
-        report.paragraph("The summary holds no p95 analysis.")
         return
     report.paragraph(" ".join(_p95_sentences(p95)))
     if p95.get("explanation"):
@@ -224,10 +231,8 @@ def _p95_section(report: Report, summary: Mapping) -> None:
 
 
 def _swr_section(report: Report, summary: Mapping) -> None:
-    swr = _map(summary, "swr")
-    report.heading("Stale-while-revalidate")
+    swr = _opened(report, summary, "swr", "Stale-while-revalidate", "stale-while-revalidate figures")
     if not swr:
-        report.paragraph("The summary holds no stale-while-revalidate figures.")
         return
     report.paragraph(f"Serving {fmt_percent(swr.get('grace_served'))} of requests stale within the grace "
                      f"window kept p95 at {fmt_ms(swr.get('p95_ms'))}; had they waited for the origin, "

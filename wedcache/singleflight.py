@@ -53,7 +53,14 @@ class SingleFlight:
             if key in self._calls:
                 return False
             future = self._calls[key] = Future()
-        submit(lambda: self._run(key, future, fn, reraise=False))
+        try:
+            submit(lambda: self._run(key, future, fn, reraise=False))
+        except Exception as exc:  # e.g. an executor already shut down: waiting callers must not hang
+            with self._lock:
+                self._calls.pop(key, None)
+            future.set_exception(exc)
+            log.warning("could not start the background computation for %s: %s", key, exc)
+            return False
         return True
 
     def _run(self, key: str, future: Future, fn: Callable[[], Any], reraise: bool = True) -> Any:
