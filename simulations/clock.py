@@ -7,8 +7,9 @@ only steps past a request without yielding to SimPy when no SimPy event is due b
 
 ``sleep`` does not move time: cache code is synchronous, so a modeled tier (or the origin)
 that "waits" adds the wait to :attr:`SimClock.debt`, the latency of the request being
-served. The engine takes the debt after each request (:meth:`SimClock.take_debt`) and turns
-it into the request's response time.
+served. The engine reads and resets :attr:`SimClock.debt` after each request (inline: it is
+the hot path; :meth:`SimClock.take_debt` does the same for other callers) and turns it into
+the request's response time.
 """
 from __future__ import annotations
 

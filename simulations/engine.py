@@ -135,7 +135,6 @@ class Engine:
         self.templates: dict[int, Any] = {}
         self.inflight: dict[int, Fill] = {}
         self.last_expiry = [nan] * source.n_objects
-        self.origin_waits = not self.origin.instant
         self.instant = self.origin.instant and not system.live
         self.due = float("inf")
         """Time of the next SimPy event (cached ``env.peek()``; the driver yields at it)."""
@@ -187,7 +186,7 @@ class Engine:
                     yield env.timeout(t - env.now)
                     self.due = env.peek()
                 clock.t = t
-                found = lookup(keys[q] or self._describe(q), None, allow_stale)
+                found = lookup(keys[q], None, allow_stale)  # every id was described in prepare()
                 if found is None:
                     code(miss(q, t, index))
                     made(nan)
@@ -251,28 +250,26 @@ class Engine:
         return outcome
 
     def _fill_now(self, q: int, t: float) -> None:
-        """An instant origin (no latency, no queue): store at once; the request waits only for
-        the write-through (charged as debt by modeled tiers)."""
+        """An instant origin (no latency, so no queue): store at once, with no :class:`Fill`;
+        the request waits only for the write-through (charged as debt by modeled tiers)."""
         self.rec.origin_calls.append(t)
-        entry = self._entry(q)
-        self.cache.store(entry)
-        self.last_expiry[q] = entry.expires_at - self.clock.epoch
+        self._store_answer(q)
 
     def _revalidate(self, q: int, t: float, index: int) -> None:
         """A stale answer was served: refresh it once in the background."""
         self.rec.grace.append(index)
         fill = self.inflight.get(q)
-        if fill is None:
+        starting = fill is None
+        if starting:
             fill = Fill(q)
-            fill.stale_waiters.append((index, t))
+        fill.stale_waiters.append((index, t))
+        if starting:
             self._compute(q, t, fill)
-        else:
-            fill.stale_waiters.append((index, t))
 
     def _compute(self, q: int, t: float, fill: Fill) -> None:
         """Ask the origin at ``t``; the answer lands when its latency (and queue) has passed."""
         self.rec.origin_calls.append(t)
-        latency = self.origin.latency_seconds() if self.origin_waits else 0.0
+        latency = self.origin.latency_seconds()
         start = t
         if self.slots is not None:
             start = max(t, heapq.heappop(self.slots))
@@ -292,18 +289,22 @@ class Engine:
 
     def _complete(self, fill: Fill, now: float) -> None:
         """Store the answer (write-through) and release everyone waiting for it."""
-        clock, q = self.clock, fill.object_id
+        clock = self.clock
         started = time.perf_counter() if self.system.live else 0.0
-        entry = self._entry(q)
-        self.cache.store(entry)
+        self._store_answer(fill.object_id)
         store = (time.perf_counter() - started) if self.system.live else clock.debt
         clock.debt = 0.0
-        self.last_expiry[q] = entry.expires_at - clock.epoch
         for index, arrival in fill.waiters:
             if now > arrival or store:
                 self.rec.waits.append((index, now - arrival + store))
         for index, arrival in fill.stale_waiters:
             self.rec.alt_waits.append((index, now - arrival + store))
+
+    def _store_answer(self, q: int) -> None:
+        """Write object ``q``'s answer through every tier and note when it will expire."""
+        entry = self._entry(q)
+        self.cache.store(entry)
+        self.last_expiry[q] = entry.expires_at - self.clock.epoch
 
     def _entry(self, q: int):
         """The entry for object ``q`` stamped now: its template (see :meth:`prepare`) renewed."""

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, time, timezone
 from pathlib import Path
-from typing import Callable
 
 from wedcache.cache import TieredCache
 from wedcache.origin import SimulatedOrigin
@@ -48,15 +47,12 @@ class System:
     """Computations the origin runs at once (``None``: unlimited)."""
     namespace: str = ""
     """Prefix of organization names; a live run isolates its entries with it."""
-    closers: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def live(self) -> bool:
         return self.backends == "live"
 
     def close(self) -> None:
-        for close in self.closers:
-            close()
         self.cache.close()
 
 
@@ -75,7 +71,7 @@ def build_system(scenario: Scenario, policy: Policy, *, backends: str = "modeled
     ttl = VendorCacheOptimizer(policy, fixed_ttl=scenario.cache.ttl_seconds,
                                grace_seconds=scenario.cache.stale_while_revalidate_seconds)
     grace = max([ttl.grace_seconds((v,)) for v in policy.vendors], default=0.0)
-    system_tiers, closers, namespace = [memory], [], ""
+    system_tiers, namespace = [memory], ""
     if backends == "live":
         namespace = f"sim-{uuid.uuid4().hex[:12]}-"
         system_tiers += _live_tiers(scenario, clock, grace)
@@ -85,12 +81,12 @@ def build_system(scenario: Scenario, policy: Policy, *, backends: str = "modeled
     origin = SimulatedOrigin(clock, latency_median_ms=scenario.origin.latency_median_ms,
                              latency_p95_ms=scenario.origin.latency_p95_ms,
                              cost_per_call_usd=scenario.origin.cost_per_call_usd, seed=seed)
-    base_bytes, base_entries = memory.stats()["max_bytes"], memory.stats()["max_entries"]
-    automator = SeasonalScalingAutomator(policy, clock, memory, ttl, base_bytes, base_entries,
+    sizes = memory.stats()
+    automator = SeasonalScalingAutomator(policy, clock, memory, ttl, sizes["max_bytes"], sizes["max_entries"],
                                          enabled=scenario.cache.seasonal_scaling)
     memory_latency = None if backends == "live" else cal.model("memory", "get", seed)
     return System(cache, clock, memory, origin, automator, memory_latency, backends,
-                  scenario.origin.concurrency, namespace, closers)
+                  scenario.origin.concurrency, namespace)
 
 
 def _calibration_path(scenario: Scenario, given: Path | None) -> Path | None:

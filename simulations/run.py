@@ -69,6 +69,7 @@ def simulate(scenario: Scenario, out: Path | None = None, *, backends: str = "mo
     started = time.perf_counter()
     policy = scenario.policy()
     system = build_system(scenario, policy, backends=backends, calibration=calibration)
+    source = None
     try:
         source = build_source(scenario, policy, trace, system.namespace)
         rec = Engine(system, source, progress).run()
@@ -79,7 +80,7 @@ def simulate(scenario: Scenario, out: Path | None = None, *, backends: str = "mo
         summary["scaling_events"] = [event.to_dict() for event in system.automator.events]
         series = timeseries(rec, start, source.scale, system.origin.cost_per_call_usd)
     finally:
-        _clean_up(system, source if "source" in locals() else None)
+        _clean_up(system, source)
     summary["wall_seconds"] = time.perf_counter() - started
     files = write_results(summary, series, out) if out is not None else {}
     return SimulationResult(summary, series, files, rec)

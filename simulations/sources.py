@@ -86,7 +86,7 @@ class TraceSource:
         self.changes = DataChanges(replace(spec, duration_seconds=span), policy, rng)
         ids = np.arange(self.n_objects)
         self._kept = ids[sample_keys(ids, sample_rate)] if sample_rate < 1 else ids
-        kept_requests = np.isin(trace.ids, self._kept).sum() if sample_rate < 1 else len(trace)
+        kept_requests = int(sample_keys(trace.ids, sample_rate).sum()) if sample_rate < 1 else len(trace)
         self.scale = len(trace) / kept_requests if kept_requests else 1.0
 
     def object_ids(self) -> np.ndarray:
@@ -94,9 +94,8 @@ class TraceSource:
 
     def batches(self, chunk: int = 65_536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         times, ids = self.trace.times, self.trace.ids
-        for begin in range(0, len(times), chunk):
-            batch = times[begin:begin + chunk], ids[begin:begin + chunk]
-            yield next(iter(sample_batches([batch], self.sample_rate))) if self.sample_rate < 1 else batch
+        chunks = ((times[b:b + chunk], ids[b:b + chunk]) for b in range(0, len(times), chunk))
+        return sample_batches(chunks, self.sample_rate) if self.sample_rate < 1 else chunks
 
     def organizations(self) -> set[str]:
         return {self.namespace + org for org in set(self.trace.org_ids)}

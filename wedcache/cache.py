@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from .breaker import Backoff, CircuitBreaker
-from .clock import Clock, SystemClock, today
+from .clock import Clock, SystemClock
 from .context import WeddingContext, check_query, parse_context
 from .entry import CacheEntry, Selector
 from .errors import OriginUnavailable, TierUnavailable, WedcacheError
@@ -245,8 +245,7 @@ class TieredCache:
 
     def entry_ttl(self, key: str, ctx: WeddingContext, max_age: float | None = None) -> float:
         """The TTL an entry for ``key`` in ``ctx`` gets now: the policy's, jittered per key."""
-        on_date = today(self.clock) if self.ttl.fixed_ttl is None else None  # a fixed TTL needs no calendar
-        return jittered(self.ttl.ttl_seconds(ctx, on_date, max_age), key, self.policy.jitter)
+        return jittered(self.ttl.ttl_now(ctx, self.clock, max_age), key, self.policy.jitter)
 
     def store(self, entry: CacheEntry) -> None:
         """Write ``entry`` through to every tier (skipping unavailable ones)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from datetime import date
 
+from .clock import Clock, today
 from .context import WeddingContext
 from .partition import LocationBasedCachePartitioner
 from .policy import Policy
@@ -44,7 +45,7 @@ class VendorCacheOptimizer:
             return self.default_ttl
         return min(self.policy.vendors[v].baseTtl for v in vendor_types)
 
-    def ttl_seconds(self, context: WeddingContext, on_date: date, max_age: float | None = None) -> float:
+    def ttl_seconds(self, context: WeddingContext, on_date: date | None, max_age: float | None = None) -> float:
         """The formula above, without jitter."""
         if self.fixed_ttl is not None:
             return min(self.fixed_ttl, max_age) if max_age is not None else self.fixed_ttl
@@ -54,6 +55,11 @@ class VendorCacheOptimizer:
                * self.partitioner.ttl_multiplier(tier)
                * self.policy.seasons[season].ttl_adjustment_factor)
         return min(ttl, max_age) if max_age is not None else ttl
+
+    def ttl_now(self, context: WeddingContext, clock: Clock, max_age: float | None = None) -> float:
+        """:meth:`ttl_seconds` on ``clock``'s date (a fixed TTL reads no calendar: a hot path)."""
+        on_date = today(clock) if self.fixed_ttl is None else None
+        return self.ttl_seconds(context, on_date, max_age)
 
     def grace_seconds(self, vendor_types: tuple[str, ...]) -> float:
         """How long past expiry an entry may still be served (stale-while-revalidate).
