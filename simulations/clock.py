@@ -22,14 +22,14 @@ class SimClock:
     :param start: calendar instant of simulated time 0 (a naive datetime is read as UTC).
     """
 
+    __slots__ = ("epoch", "t", "debt")  # read and set once per simulated request
+
     def __init__(self, start: datetime | float):
         if isinstance(start, datetime):
             start = (start.replace(tzinfo=timezone.utc) if start.tzinfo is None else start).timestamp()
         self.epoch = float(start)
-        self.t = 0.0
-        """Seconds since the start; set by the engine, never decreased."""
-        self.debt = 0.0
-        """Seconds the current request has spent waiting on modeled backends."""
+        self.t = 0.0  # seconds since the start; set by the engine, never decreased
+        self.debt = 0.0  # seconds the current request has spent waiting on modeled backends
 
     def now(self) -> float:
         return self.epoch + self.t

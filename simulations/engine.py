@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import gc
 import heapq
-import itertools
 import time
 from math import nan
 from dataclasses import dataclass, field
@@ -131,8 +130,9 @@ class Engine:
         self.env = simpy.Environment()
         self.cache, self.clock, self.origin = system.cache, system.clock, system.origin
         self.keys: list[str | None] = [None] * source.n_objects
-        self.described: dict[int, tuple] = {}
-        self.templates: dict[int, Any] = {}
+        self.contexts: list[Any] = [None] * source.n_objects
+        self.templates: list[Any] = [None] * source.n_objects
+        """Per object: its cache key, its context, and the entry its answer makes (see :meth:`prepare`)."""
         self.inflight: dict[int, Fill] = {}
         self.last_expiry = [nan] * source.n_objects
         self.instant = self.origin.instant and not system.live
@@ -160,47 +160,53 @@ class Engine:
         return self.rec.records(draws, setup, loop)
 
     def prepare(self) -> None:
-        """Build the cache key of every object the (sampled) run can ask for."""
+        """Build, once per object the (sampled) run can ask for, its cache key and the entry
+        the origin's answer makes (through the cache: :meth:`~wedcache.cache.TieredCache.make_entry`);
+        a fill stores that template renewed with the current time and TTL."""
         for object_id in self.source.object_ids().tolist():
-            self._describe(object_id)
-
-    def _describe(self, object_id: int) -> str:
-        org, query, context, size = self.source.describe(object_id)
-        org_uuid, ctx = organization_uuid(org), parse_context(context)
-        key = cache_key(org_uuid, query, ctx, infer_cache_type(ctx))
-        self.described[object_id] = (key, org_uuid, query, ctx, size)
-        self.keys[object_id] = key
-        self.templates[object_id] = self._template(object_id)
-        return key
+            org, query, context, size = self.source.describe(object_id)
+            org_uuid, ctx = organization_uuid(org), parse_context(context)
+            cache_type = infer_cache_type(ctx)
+            key = cache_key(org_uuid, query, ctx, cache_type)
+            template = self.cache.make_entry(key, org_uuid, query, ctx,
+                                             compose_answer(query, ctx, self.origin.model), cache_type)
+            if size:
+                template._size = size
+            template.size  # noqa: B018  (measured once here; every renewed copy keeps it)
+            self.keys[object_id], self.contexts[object_id], self.templates[object_id] = key, ctx, template
 
     def _drive(self):
+        """The hot loop: every line runs once per simulated request. A request's index (for
+        the few records kept per index) is ``base + len(codes)``, computed only when needed."""
         env, clock, keys, rec = self.env, self.clock, self.keys, self.rec
         lookup, allow_stale, epoch, miss = self._lookup(), self.allow_stale, clock.epoch, self._miss
-        debts, index = rec.debts, 0
-        self.due = env.peek()
+        debts, base = rec.debts, 0
+        due = self.due = env.peek()
         for times, ids in self.source.batches():
             codes, created = [], []
             code, made = codes.append, created.append
-            for index, t, q in zip(itertools.count(index), times.tolist(), ids.tolist()):
-                if t >= self.due:
+            for t, q in zip(times.tolist(), ids.tolist()):
+                if t >= due:
                     yield env.timeout(t - env.now)
-                    self.due = env.peek()
+                    due = self.due = env.peek()
                 clock.t = t
-                found = lookup(keys[q], None, allow_stale)  # every id was described in prepare()
+                found = lookup(keys[q], None, allow_stale)  # every id has a key: prepare()
                 if found is None:
-                    code(miss(q, t, index))
+                    code(miss(q, t, base + len(codes)))
                     made(nan)
+                    due = self.due  # a computation may have been scheduled
                 else:
                     entry, tier = found
                     code(HIT_CODES[tier])
-                    made(entry.created_at - epoch)
-                    if entry.expires_at <= epoch + t:
-                        self._revalidate(q, t, index)
+                    made(entry.created_at)
+                    if allow_stale and entry.expires_at <= epoch + t:  # served in the grace window
+                        self._revalidate(q, t, base + len(codes) - 1)
+                        due = self.due
                 if clock.debt:
-                    debts.append((index, clock.debt))
+                    debts.append((base + len(codes) - 1, clock.debt))
                     clock.debt = 0.0
-            index += 1 if len(times) else 0
-            rec.keep(times, ids, codes, created)
+            base += len(codes)
+            rec.keep(times, ids, codes, np.asarray(created) - epoch)
             if self.progress is not None and len(times):
                 self.progress(float(times[-1]), self.source.duration_seconds)
 
@@ -243,17 +249,12 @@ class Engine:
             self.rec.overdue.append(t - last)
         else:
             outcome = MISS_EVICTED
-        if self.instant:
-            self._fill_now(q, t)
+        if self.instant:  # no latency, so no queue: store at once; the request waits only
+            self.rec.origin_calls.append(t)  # for the write-through (debt, if modeled tiers charge)
+            self._store_answer(q)
         else:
             self._compute(q, t, Fill(q, [(index, t)]))
         return outcome
-
-    def _fill_now(self, q: int, t: float) -> None:
-        """An instant origin (no latency, so no queue): store at once, with no :class:`Fill`;
-        the request waits only for the write-through (charged as debt by modeled tiers)."""
-        self.rec.origin_calls.append(t)
-        self._store_answer(q)
 
     def _revalidate(self, q: int, t: float, index: int) -> None:
         """A stale answer was served: refresh it once in the background."""
@@ -301,26 +302,12 @@ class Engine:
             self.rec.alt_waits.append((index, now - arrival + store))
 
     def _store_answer(self, q: int) -> None:
-        """Write object ``q``'s answer through every tier and note when it will expire."""
-        entry = self._entry(q)
+        """Write object ``q``'s answer through every tier — its template renewed with the
+        current time and the cache's TTL — and note when it will expire."""
+        now = self.clock.now()
+        entry = self.templates[q].renewed(now, now + self.cache.entry_ttl(self.keys[q], self.contexts[q]))
         self.cache.store(entry)
         self.last_expiry[q] = entry.expires_at - self.clock.epoch
-
-    def _entry(self, q: int):
-        """The entry for object ``q`` stamped now: its template (see :meth:`prepare`) renewed."""
-        key, _org, _query, ctx, _size = self.described[q]
-        now = self.clock.now()
-        return self.templates[q].renewed(now, now + self.cache.entry_ttl(key, ctx))
-
-    def _template(self, q: int) -> Any:
-        """The entry the origin's answer for ``q`` makes, built through the cache (once per object)."""
-        key, org, query, ctx, size = self.described[q]
-        template = self.cache.make_entry(key, org, query, ctx, compose_answer(query, ctx, self.origin.model),
-                                         infer_cache_type(ctx))
-        if size:
-            template._size = size
-        template.size  # noqa: B018  (measured once here; every renewed copy keeps it)
-        return template
 
 
 def hash_groups(object_ids: np.ndarray, groups: int = 10) -> np.ndarray:

@@ -14,6 +14,9 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
+import subprocess
+import sys
 from datetime import datetime, timezone
 
 import numpy as np
@@ -171,6 +174,29 @@ def test_same_seed_same_summary_other_seed_other_summary():
     other = simulate(smoke.with_overrides(seed=smoke.run.seed + 1)).summary
     assert _without_wall(other) != _without_wall(first)
     assert other["requests"] != first["requests"] or other["hit_rate"] != first["hit_rate"]
+
+
+_SUMMARY_IN_A_PROCESS = """
+import json, sys
+from simulations.run import WALL_FIELDS, simulate
+from simulations.scenario import scenario_from_dict
+summary = simulate(scenario_from_dict(json.loads(sys.argv[1]))).summary
+print(json.dumps({k: v for k, v in summary.items() if k not in WALL_FIELDS}, sort_keys=True, default=str))
+"""
+
+
+def test_tinylfu_runs_are_identical_across_processes_with_different_hash_salts():
+    """TinyLFU admission hashes keys; the hash must not depend on the process's salt."""
+    evicting = _merge(BASE, {"queries": {"zipf_alpha": 0.8},
+                             "cache": {"memory_entries": 30, "eviction": "tinylfu", "ttl_seconds": 600.0}})
+    outputs = []
+    for salt in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": salt}
+        done = subprocess.run([sys.executable, "-c", _SUMMARY_IN_A_PROCESS, json.dumps(evicting)],
+                              env=env, capture_output=True, text=True, check=True)
+        outputs.append(done.stdout)
+    assert json.loads(outputs[0])["hit_rate"] < 0.9  # the memory is small: admission decides
+    assert outputs[0] == outputs[1]
 
 
 # --- 5. Live backends against modeled ones ---------------------------------------------------

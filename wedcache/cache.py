@@ -53,12 +53,19 @@ class CacheResult:
 
 
 class TierCounters:
-    """Lookups and hits per tier (thread-safe enough: increments under the GIL)."""
+    """Hits and misses per tier (thread-safe enough: increments under the GIL).
 
-    __slots__ = ("lookups", "hits", "errors", "skipped")
+    A lookup counts once, as a hit or a miss (a memory hit is one increment: the hot path).
+    """
+
+    __slots__ = ("hits", "misses", "errors", "skipped")
 
     def __init__(self) -> None:
-        self.lookups = self.hits = self.errors = self.skipped = 0
+        self.hits = self.misses = self.errors = self.skipped = 0
+
+    @property
+    def lookups(self) -> int:
+        return self.hits + self.misses
 
 
 class TieredCache:
@@ -113,21 +120,16 @@ class TieredCache:
         grace window (:meth:`grace_seconds`) answers instead: the caller sees it is stale by
         ``entry.expires_at <= clock.now()`` and should refresh it (:meth:`get_or_compute` does).
         """
-        now = self._now()
-        memory, stale = self._memory_counters, None
-        if memory is not None:
-            memory.lookups += 1
-            entry = self.memory.get(key)
-            if entry is not None:
-                if entry.expires_at > now and (max_age is None or now - entry.created_at <= max_age):
-                    memory.hits += 1
-                    if self._hit_listeners:
-                        self._fire_hit(key, "memory", entry, now)
-                    return entry, "memory"
-                stale = (entry, "memory")
-        if self._lower:
-            return self._lookup_lower(key, max_age, now, stale if allow_stale else None, allow_stale)
-        return self._serve_stale(stale, max_age, now) if allow_stale else None
+        memory = self.memory
+        entry = memory.get(key) if memory is not None else None
+        if entry is not None:
+            now = self._now()
+            if entry.expires_at > now and (max_age is None or now - entry.created_at <= max_age):
+                self._memory_counters.hits += 1
+                if self._hit_listeners:
+                    self._fire_hit(key, "memory", entry, now)
+                return entry, "memory"
+        return self._lookup_past_memory(key, max_age, allow_stale, entry)
 
     def get(self, key: str, max_age: float | None = None, allow_stale: bool = False) -> CacheResult | None:
         """:meth:`lookup` as a :class:`CacheResult` (``stale`` set for a grace-window answer)."""
@@ -142,19 +144,31 @@ class TieredCache:
         """How long past its expiry ``entry`` may be served while it is refreshed."""
         return self.ttl.grace_seconds(entry.vendor_types)
 
+    def _lookup_past_memory(self, key: str, max_age: float | None, allow_stale: bool,
+                            expired: CacheEntry | None) -> tuple[CacheEntry, str] | None:
+        """The memory tier had no fresh entry (``expired`` is what it had): the lower tiers,
+        then the grace window."""
+        if self.memory is not None:
+            self._memory_counters.misses += 1
+        stale = (expired, "memory") if expired is not None and allow_stale else None
+        if self._lower:
+            return self._lookup_lower(key, max_age, self._now(), stale, allow_stale)
+        return self._serve_stale(stale, max_age, self._now()) if allow_stale else None
+
     def _lookup_lower(self, key: str, max_age: float | None, now: float,
                       stale: tuple[CacheEntry, str] | None, allow_stale: bool) -> tuple[CacheEntry, str] | None:
         for index, tier in self._lower:
-            entry = self._read(tier, key)
-            if entry is None or entry is _SKIPPED:
-                continue
-            if max_age is not None and now - entry.created_at > max_age:
+            entry = self._guarded(tier, tier.get, key)
+            counters = self.counters[tier.name]
+            if entry is None or entry is _SKIPPED or (max_age is not None and now - entry.created_at > max_age):
+                counters.misses += 1
                 continue
             if entry.expires_at <= now:
+                counters.misses += 1
                 if allow_stale and (stale is None or entry.expires_at > stale[0].expires_at):
                     stale = (entry, tier.name)
                 continue
-            self.counters[tier.name].hits += 1
+            counters.hits += 1
             if index:
                 self._promote(entry, self.tiers[:index])
             self._fire_hit(key, tier.name, entry, now)
@@ -170,7 +184,9 @@ class TieredCache:
             return None
         if max_age is not None and now - entry.created_at > max_age:
             return None
-        self.counters[tier].hits += 1
+        counters = self.counters[tier]
+        counters.misses -= 1  # that tier's miss turns out to be a (stale) hit
+        counters.hits += 1
         self.stale_served += 1
         self._fire_hit(entry.key, tier, entry, now)
         return found
@@ -245,15 +261,15 @@ class TieredCache:
 
     def entry_ttl(self, key: str, ctx: WeddingContext, max_age: float | None = None) -> float:
         """The TTL an entry for ``key`` in ``ctx`` gets now: the policy's, jittered per key."""
-        return jittered(self.ttl.ttl_now(ctx, self.clock, max_age), key, self.policy.jitter)
+        ttl, jitter = self.ttl.ttl_now(ctx, self.clock, max_age), self.policy.jitter
+        return jittered(ttl, key, jitter) if jitter > 0 else ttl
 
     def store(self, entry: CacheEntry) -> None:
         """Write ``entry`` through to every tier (skipping unavailable ones)."""
-        for tier in self.tiers:
-            if tier is self.memory:
-                tier.set(entry)  # in-process: nothing to guard
-            else:
-                self._guarded(tier, tier.set, entry)
+        if self.memory is not None:
+            self.memory.set(entry)  # in-process: nothing to guard
+        for _, tier in self._lower:
+            self._guarded(tier, tier.set, entry)
 
     def delete(self, key: str) -> int:
         """Remove ``key`` from every tier; returns in how many tiers it was found."""
@@ -288,8 +304,7 @@ class TieredCache:
             sizes = self._guarded(tier, tier.stats)
             tiers[tier.name] = {
                 **({} if sizes is _SKIPPED else sizes),
-                "lookups": counters.lookups, "hits": counters.hits,
-                "misses": counters.lookups - counters.hits,
+                "lookups": counters.lookups, "hits": counters.hits, "misses": counters.misses,
                 "hit_rate": counters.hits / counters.lookups if counters.lookups else 0.0,
                 "errors": counters.errors, "skipped": counters.skipped,
                 "breaker": self.breakers[tier.name].snapshot() if tier.name in self.breakers else None,
@@ -309,10 +324,6 @@ class TieredCache:
                 log.warning("closing %s: %s", tier.name, exc)
 
     # -- internals -----------------------------------------------------------------------
-    def _read(self, tier: Tier, key: str) -> CacheEntry | None | object:
-        self.counters[tier.name].lookups += 1
-        return self._guarded(tier, tier.get, key)
-
     def _guarded(self, tier: Tier, operation: Callable, *args: Any) -> Any:
         """Run a tier operation behind its breaker; ``_SKIPPED`` when skipped or failed."""
         return self._behind(tier.name, operation, *args)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 from .policy import Policy
 
@@ -32,6 +33,7 @@ class LocationBasedCachePartitioner:
         for tier, conf in policy.market_tiers.items():
             for name in (*conf.markets, *conf.aliases):
                 self._lookup[_canon(name)] = tier
+        self.tier_of = lru_cache(maxsize=4096)(self.tier_of)  # every entry asks; locations repeat
 
     def tier_of(self, location: str | None) -> str:
         """The market tier of ``location``; unknown or missing locations are ``tier_3``."""

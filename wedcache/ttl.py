@@ -58,8 +58,9 @@ class VendorCacheOptimizer:
 
     def ttl_now(self, context: WeddingContext, clock: Clock, max_age: float | None = None) -> float:
         """:meth:`ttl_seconds` on ``clock``'s date (a fixed TTL reads no calendar: a hot path)."""
-        on_date = today(clock) if self.fixed_ttl is None else None
-        return self.ttl_seconds(context, on_date, max_age)
+        if self.fixed_ttl is not None:
+            return self.fixed_ttl if max_age is None else min(self.fixed_ttl, max_age)
+        return self.ttl_seconds(context, today(clock), max_age)
 
     def grace_seconds(self, vendor_types: tuple[str, ...]) -> float:
         """How long past expiry an entry may still be served (stale-while-revalidate).

@@ -10,6 +10,7 @@ the segments in a batch on the next write, as Caffeine's read buffer does.
 from __future__ import annotations
 
 import threading
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterator
@@ -76,10 +77,11 @@ class LruPolicy:
     def __init__(self, budget: Budget, lock: threading.Lock | None = None):
         self.budget = budget
         self._segment = Segment()
+        self._items = self._segment.items
 
     def get(self, key: str) -> CacheEntry | None:
         """Lock-free: each OrderedDict call is atomic under the GIL; a concurrent removal is a miss."""
-        items = self._segment.items
+        items = self._items
         entry = items.get(key)
         if entry is not None:
             try:
@@ -94,16 +96,16 @@ class LruPolicy:
         items = segment.items
         old = items.pop(entry.key, None)
         if old is not None:
-            segment.bytes -= old.size
+            segment.bytes -= old._size  # stored entries were measured when they came in
         items[entry.key] = entry
-        segment.bytes += entry.size
+        segment.bytes += entry._size or entry.size
         max_bytes, max_entries = budget.max_bytes, budget.max_entries
         if segment.bytes <= max_bytes and len(items) <= max_entries:
             return _NOTHING
         evicted = []
         while (segment.bytes > max_bytes or len(items) > max_entries) and len(items) > 1:
             oldest = items.popitem(last=False)[1]
-            segment.bytes -= oldest.size
+            segment.bytes -= oldest._size
             evicted.append(oldest)
         return evicted
 
@@ -145,8 +147,11 @@ class FrequencySketch:
         self._sample = 10 * width
 
     def _slots(self, key: str) -> tuple[int, int, int, int]:
-        h = hash(key) & 0xFFFFFFFFFFFFFFFF
-        lo, hi, mask, width = h & 0xFFFFFFFF, (h >> 32) | 1, self._mask, self._width
+        """Four cells by double hashing a stable hash of ``key``: CRC-32, not ``hash()``, whose
+        salt changes per process and would make admission (and so every simulation result)
+        differ between two runs with the same seed."""
+        lo = zlib.crc32(key.encode())
+        hi, mask, width = ((lo * 0x9E3779B97F4A7C15) >> 32 & 0xFFFFFFFF) | 1, self._mask, self._width
         return ((lo & mask), width + ((lo + hi) & mask),
                 2 * width + ((lo + 2 * hi) & mask), 3 * width + ((lo + 3 * hi) & mask))
 

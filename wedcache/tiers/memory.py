@@ -4,8 +4,12 @@ Bounded by bytes (``AI_CACHE_MEMORY_SIZE_MB``) and entries (``AI_CACHE_MAX_ENTRI
 a selectable eviction policy (``lru`` or ``tinylfu``, see :mod:`.eviction`). A hit is the
 policy's own ``get`` — a dict lookup plus O(1) bookkeeping, without taking the lock (each
 dict operation is atomic under CPython's GIL); writes take the lock. Lookup counting is
-:class:`~wedcache.cache.TieredCache`'s job, so the hit path does no double bookkeeping. Invalidation walks only the selected
-organization's keys (a per-organization key index), or every key for a global selector.
+:class:`~wedcache.cache.TieredCache`'s job, so the hit path does no double bookkeeping.
+
+Invalidation walks only the selected organization's keys, or every key for a global
+selector. The per-organization key index is built by the first organization-scoped
+invalidation and kept from then on: a cache that is never invalidated by organization (a
+simulation, a benchmark) does not pay for it on every write.
 """
 from __future__ import annotations
 
@@ -29,7 +33,8 @@ class MemoryTier:
                  on_evict: Callable[[CacheEntry], None] | None = None):
         self._lock = threading.Lock()
         self._use(make_policy(eviction, Budget(max_bytes, max_entries), self._lock))
-        self._by_org: dict[str, set[str]] = {}
+        self._by_org: dict[str, set[str]] | None = None
+        """Keys per organization; ``None`` until an organization-scoped invalidation needs it."""
         self._on_evict = on_evict
         self.evictions = 0
 
@@ -46,14 +51,10 @@ class MemoryTier:
         self.get = policy.get  # the hit path: no extra call layer
 
     def set(self, entry: CacheEntry) -> None:
-        by_org = self._by_org
         with self._lock:
-            keys = by_org.get(entry.org_id)
-            if keys is None:
-                keys = by_org[entry.org_id] = set()
-            keys.add(entry.key)
             evicted = self._policy.put(entry)
-            if evicted:
+            if self._by_org is not None:
+                self._index(entry)
                 self._forget(evicted)
         if evicted:
             self._evicted(evicted)
@@ -85,7 +86,7 @@ class MemoryTier:
     def clear(self) -> None:
         with self._lock:
             self._use(make_policy(self._policy.name, self._policy.budget, self._lock))
-            self._by_org.clear()
+            self._by_org = None
 
     def stats(self) -> dict[str, Any]:
         budget = self._policy.budget
@@ -98,10 +99,23 @@ class MemoryTier:
     def _candidates(self, selector: Selector) -> list[str]:
         if selector.org_id is None:
             return [e.key for e in self._policy]
+        if self._by_org is None:
+            self._by_org = {}
+            for entry in self._policy:
+                self._index(entry)
         return list(self._by_org.get(selector.org_id, ()))
 
+    def _index(self, entry: CacheEntry) -> None:
+        keys = self._by_org.get(entry.org_id)
+        if keys is None:
+            keys = self._by_org[entry.org_id] = set()
+        keys.add(entry.key)
+
     def _forget(self, entries: list[CacheEntry]) -> None:
+        """Drop ``entries`` from the organization index, if there is one."""
         by_org = self._by_org
+        if by_org is None:
+            return
         for entry in entries:
             keys = by_org.get(entry.org_id)
             if keys is not None:
