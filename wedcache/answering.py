@@ -8,6 +8,7 @@ optional ``analytics``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -51,6 +52,21 @@ def infer_cache_type(context: WeddingContext) -> str:
     return "general"
 
 
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """One answered query: the response body and how it was answered."""
+
+    body: dict[str, Any]
+    result: CacheResult
+    elapsed_ms: float
+    context: WeddingContext
+
+    @property
+    def x_cache(self) -> str:
+        """``HIT-memory``, ``HIT-redis``, ``HIT-postgres`` or ``MISS`` (the ``X-Cache`` header)."""
+        return f"HIT-{self.result.tier}" if self.result.cached else "MISS"
+
+
 class WeddingAICacheService:
     """Orchestrates a query: cache first, origin on a miss, the seed's response shape.
 
@@ -65,7 +81,12 @@ class WeddingAICacheService:
 
     def query(self, org_id: str, query: str, context: WeddingContext | dict | None = None,
               options: QueryOptions | dict | None = None, *, cache_type: str | None = None) -> dict[str, Any]:
-        """Answer ``query``; raises :class:`ContextError` naming a bad field."""
+        """Answer ``query``: the seed's response body; raises :class:`ContextError` naming a bad field."""
+        return self.answer(org_id, query, context, options, cache_type=cache_type).body
+
+    def answer(self, org_id: str, query: str, context: WeddingContext | dict | None = None,
+               options: QueryOptions | dict | None = None, *, cache_type: str | None = None) -> "Answered":
+        """:meth:`query` with what the HTTP layer also reports (tier, elapsed time, context)."""
         started = self.cache.clock.now()
         ctx, opts = parse_context(context), QueryOptions.parse(options)
         check_query(query)
@@ -74,7 +95,7 @@ class WeddingAICacheService:
             force_refresh=opts.force_refresh, max_age=opts.max_age)
         elapsed_ms = (self.cache.clock.now() - started) * 1000
         self.total_ms += elapsed_ms
-        return self.response(result, elapsed_ms, opts.include_analytics)
+        return Answered(self.response(result, elapsed_ms, opts.include_analytics), result, elapsed_ms, ctx)
 
     def response(self, result: CacheResult, elapsed_ms: float, analytics: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"success": True, "data": result.value, "cached": result.cached,

@@ -47,6 +47,15 @@ class Settings(BaseSettings):
     breaker_failures: int = Field(5, gt=0)
     breaker_reset_seconds: float = Field(5.0, gt=0)
     lock_timeout_seconds: float = Field(30.0, gt=0)
+    encryption_key: str | None = None
+    """URL-safe base64 of 32 bytes; without it a key is created in the state folder."""
+    # The origin: simulated unless ORIGIN_URL names an OpenAI-compatible API.
+    origin_url: str | None = None
+    origin_model: str = "gpt-4o-mini"
+    origin_api_key: str | None = None
+    origin_latency_median_ms: float = Field(1200, ge=0)
+    origin_latency_p95_ms: float = Field(2500, ge=0)
+    origin_cost_per_call_usd: float = Field(0.002, ge=0)
 
     @property
     def memory_size_bytes(self) -> int:

@@ -1,0 +1,6 @@
+"""The HTTP endpoints, one module per resource; :data:`ROUTERS` lists them for the app."""
+from __future__ import annotations
+
+from . import health, invalidate, query, scaling
+
+ROUTERS = [query.router, invalidate.router, scaling.router, health.router]

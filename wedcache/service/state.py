@@ -1,0 +1,164 @@
+"""What a running service holds: :class:`ServiceState`, opened at start-up and closed at shutdown.
+
+One per worker process. :meth:`ServiceState.open` finds the servers (the URLs in the
+settings when they answer, else the default ports, else throwaway local servers:
+:func:`~wedcache.services.ensure_services`), applies pending migrations (or refuses to
+start, telling to run ``wedcache migrate``), and builds the cache, the origin, the API-key
+store, the rate limiter and the metrics around one database pool and one Redis client.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import psycopg_pool
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ..answering import WeddingAICacheService
+from ..apikeys import ApiKey, ApiKeyStore
+from ..assembly import build_cache
+from ..audit import AuditEvent, AuditLog
+from ..cache import TieredCache
+from ..clock import Clock, SystemClock
+from ..config import Settings, load_settings
+from ..errors import ServiceError
+from ..migrations import apply_migrations, pending_migrations
+from ..origin import SimulatedOrigin
+from ..policy import Policy, load_policy
+from ..ratelimit import RateLimiter
+from ..scaling import SeasonalScalingAutomator
+from ..seasonal_control import SeasonalControl
+from ..services import DATABASE_ENV, REDIS_ENV, ensure_services, redact
+
+SCALING_TICK_SECONDS = 60.0
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceState:
+    """The service's long-lived parts (see the module docstring)."""
+
+    settings: Settings
+    clock: Clock
+    policy: Policy
+    cache: TieredCache
+    answering: WeddingAICacheService
+    keys: ApiKeyStore
+    pool: psycopg_pool.ConnectionPool
+    redis: redis.Redis
+    redis_url: str
+    database_url: str
+    origin: Any
+    limiter: RateLimiter
+    auditor: AuditLog
+    scaling: SeasonalControl
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, settings: Settings | None = None, *, clock: Clock | None = None,
+             migrate: bool = True) -> "ServiceState":
+        settings = settings or load_settings()
+        clock = clock or SystemClock()
+        redis_url, database_url = _servers(settings)
+        _migrate(database_url, migrate)
+        policy = load_policy(settings.policy_file)
+        cache = build_cache(settings, clock=clock, policy=policy, redis_url=redis_url, database_url=database_url)
+        origin = _origin(settings, clock)
+        pool = psycopg_pool.ConnectionPool(database_url, min_size=1, max_size=8, open=True, name="wedcache-service",
+                                           kwargs={"autocommit": True, "connect_timeout": 2})
+        client = redis.Redis.from_url(redis_url, socket_timeout=0.05, socket_connect_timeout=0.05,
+                                      retry=Retry(NoBackoff(), 0))
+        automator = SeasonalScalingAutomator(policy, clock, cache.memory, cache.ttl, settings.memory_size_bytes,
+                                             settings.max_entries, settings.seasonal_scaling_enabled)
+        state = cls(settings, clock, policy, cache, WeddingAICacheService(cache, origin.answer),
+                    ApiKeyStore(database_url, pool=pool, clock=clock), pool, client, redis_url, database_url, origin,
+                    RateLimiter.from_policy(policy, clock=clock, redis_client=client),
+                    AuditLog(pool, clock, settings.audit_logging_enabled),
+                    SeasonalControl(automator, policy, clock, pool, client))
+        state.closers += [cache.close, pool.close, client.close, getattr(origin, "close", lambda: None),
+                          _every(SCALING_TICK_SECONDS, automator.tick)]
+        log.info("wedcache service ready: redis %s, postgres %s", redact(redis_url), redact(database_url))
+        return state
+
+    def observe(self, key: ApiKey, answered: Any) -> None:
+        """Record one answered query (metrics)."""
+
+    def audit(self, request: Any, key: ApiKey, action: str, resource: str, details: dict[str, Any],
+              risk: str = "low", resource_id: str | None = None) -> None:
+        """An audit row for ``key``'s request (see :class:`~wedcache.audit.AuditLog`)."""
+        details = {**details, "apiKeyId": key.id, "requestId": getattr(request.state, "request_id", None)}
+        self.auditor.record(AuditEvent(key.organization_id, action, resource, resource_id,
+                                       request.client.host if request.client else None,
+                                       request.headers.get("user-agent"), details, risk))
+
+    def audit_violation(self, request: Any, key: ApiKey, what: str, details: dict[str, Any], risk: str) -> None:
+        self.audit(request, key, "SECURITY_VIOLATION", "API_REQUEST", {"violation": what, **details}, risk)
+
+    def close(self) -> None:
+        """Release everything, in reverse order of acquisition; one failure does not stop the rest."""
+        for close in reversed(self.closers):
+            try:
+                close()
+            except Exception:  # noqa: BLE001  (shutdown goes on)
+                log.exception("closing %s failed", getattr(close, "__qualname__", close))
+        self.closers.clear()
+
+
+def _every(seconds: float, action: Callable[[], Any]) -> Callable[[], None]:
+    """Run ``action`` now and then every ``seconds`` on a daemon thread; returns its stopper."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while True:
+            try:
+                action()
+            except Exception:  # noqa: BLE001  (a timer must survive one bad round)
+                log.exception("periodic %s failed", getattr(action, "__qualname__", action))
+            if stop.wait(seconds):
+                return
+
+    thread = threading.Thread(target=loop, name="wedcache-timer", daemon=True)
+    thread.start()
+
+    def stopper() -> None:
+        stop.set()
+        thread.join(timeout=5)
+    return stopper
+
+
+def _servers(settings: Settings) -> tuple[str, str]:
+    """The Redis and PostgreSQL URLs to use (settings first; see :func:`ensure_services`)."""
+    env = dict(os.environ)
+    if settings.redis_url:
+        env[REDIS_ENV] = settings.redis_url
+    if settings.database_url:
+        env[DATABASE_ENV] = settings.database_url
+    found = ensure_services(env=env)
+    return found.redis_url, found.database_url
+
+
+def _migrate(database_url: str, migrate: bool) -> None:
+    pending = pending_migrations(database_url)
+    if not pending:
+        return
+    if not migrate:
+        raise ServiceError(f"the database {redact(database_url)} lacks migrations {', '.join(pending)}: "
+                           "run `wedcache migrate` first")
+    log.info("applying migrations %s", ", ".join(apply_migrations(database_url)) or "(done by another worker)")
+
+
+def _origin(settings: Settings, clock: Clock) -> Any:
+    """The OpenAI-compatible API at ``AI_CACHE_ORIGIN_URL``, else the simulated origin."""
+    if settings.origin_url:
+        from ..chat_origin import ChatCompletionsOrigin
+        return ChatCompletionsOrigin(settings.origin_url, settings.origin_model, settings.origin_api_key, clock=clock,
+                                     timeout_seconds=8.0)  # 3 tries and waits stay under the 30 s peer lock
+    return SimulatedOrigin(clock, latency_median_ms=settings.origin_latency_median_ms,
+                           latency_p95_ms=max(settings.origin_latency_p95_ms, settings.origin_latency_median_ms),
+                           cost_per_call_usd=settings.origin_cost_per_call_usd, seed=None)
