@@ -46,7 +46,11 @@ SEED_COLUMNS = {
     "auth.users": [("id", "uuid", False), ("email", "text", True), ("created_at", "timestamptz", True)],
 }
 # wedcache's additions (0002_cache_lookup.sql).
-ADDED_COLUMNS = {"ai_cache_entries": [("query_text", "text", False), ("vendor_types", "_vendor_type_enum", False)]}
+ADDED_COLUMNS = {
+    "ai_cache_entries": [("query_text", "text", False), ("vendor_types", "_vendor_type_enum", False)],
+    "ai_cache_performance_metrics": [("tier", "text", True), ("vendor_type", "vendor_type_enum", True),
+                                     ("season", "season_enum", True)],
+}
 
 ENUMS = {
     "cache_type_enum": CACHE_TYPES,

@@ -153,6 +153,7 @@ def test_postgres_stopped_mid_test_fails_open_and_recovers(local_postgres, clock
     tiers(cache)["memory"].clear()
     assert cache.get_or_compute(org_id, "warm question", CTX, lambda: "recomputed").tier == "redis"
     server.start()
+    tiers(cache)["postgres"].wait_ready()  # the pool reconnects in the background (real time)
     clock.advance(6)
     result = cache.get_or_compute(org_id, "after restart", CTX, lambda: "back")
     assert _breaker(cache, "postgres") == "closed"

@@ -6,7 +6,7 @@ the HTTP service, the benchmark and the tests build it the same way.
 from __future__ import annotations
 
 from .answering import WeddingAICacheService
-from .cache import TieredCache
+from .cache import EntryCodec, TieredCache
 from .clock import Clock, SystemClock
 from .config import Settings, load_settings
 from .origin import SimulatedOrigin
@@ -18,7 +18,7 @@ from .ttl import VendorCacheOptimizer
 
 def build_cache(settings: Settings | None = None, *, clock: Clock | None = None, policy: Policy | None = None,
                 redis_url: str | None = None, database_url: str | None = None,
-                memory: bool = True) -> TieredCache:
+                memory: bool = True, codec: EntryCodec | None = None) -> TieredCache:
     """Memory (when ``memory``), Redis (when a URL is known) and PostgreSQL (likewise)."""
     settings = settings or load_settings()
     clock = clock or SystemClock()
@@ -40,7 +40,7 @@ def build_cache(settings: Settings | None = None, *, clock: Clock | None = None,
                        ttl=VendorCacheOptimizer(policy, settings.default_ttl),
                        breaker_failures=settings.breaker_failures,
                        breaker_reset_seconds=settings.breaker_reset_seconds,
-                       lock_wait_seconds=settings.lock_timeout_seconds)
+                       lock_wait_seconds=settings.lock_timeout_seconds, codec=codec)
 
 
 def build_service(cache: TieredCache, origin: SimulatedOrigin | None = None) -> WeddingAICacheService:

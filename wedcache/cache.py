@@ -19,13 +19,13 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from .breaker import Backoff, CircuitBreaker
 from .clock import Clock, SystemClock
 from .context import WeddingContext, check_query, parse_context
 from .entry import CacheEntry, Selector
-from .errors import OriginUnavailable, TierUnavailable, WedcacheError
+from .errors import OriginUnavailable, TamperedEntry, TierUnavailable, WedcacheError
 from .events import CacheEvents
 from .keys import cache_key, check_cache_type, normalise_query, organization_uuid
 from .policy import Policy, load_policy
@@ -50,6 +50,15 @@ class CacheResult:
     key: str
     stale: bool = False
     """Served inside the stale-while-revalidate grace window (a refresh is under way)."""
+
+
+class EntryCodec(Protocol):
+    """What turns an entry into what the tiers store and back (:class:`~wedcache.encryption.EntrySealer`)."""
+
+    def seal(self, entry: CacheEntry) -> CacheEntry: ...
+
+    def open(self, entry: CacheEntry) -> CacheEntry:
+        """The plaintext entry; raises :class:`~wedcache.encryption.TamperedEntry` when it fails its check."""
 
 
 class TierCounters:
@@ -81,14 +90,17 @@ class TieredCache:
     :param lock_wait_seconds: how long a process waits for a peer's computation.
     :param background: runs stale-while-revalidate refreshes (default: a small thread pool;
         the simulation passes one that schedules them in simulated time).
+    :param codec: seals every entry before any tier stores it and opens what :meth:`get`
+        returns (encryption and integrity tags); ``None`` stores entries as they are.
     """
 
     def __init__(self, tiers: Sequence[Tier], *, clock: Clock | None = None, policy: Policy | None = None,
                  ttl: VendorCacheOptimizer | None = None, locks: RedisLocks | None = None,
                  breaker_failures: int = 5, breaker_reset_seconds: float = 5.0,
                  lock_wait_seconds: float = 30.0, lock_poll_seconds: float = 0.01,
-                 background: Callable[[Callable[[], Any]], Any] | None = None):
+                 background: Callable[[Callable[[], Any]], Any] | None = None, codec: EntryCodec | None = None):
         self.tiers = list(tiers)
+        self.codec = codec
         self.clock = clock or SystemClock()
         self.policy = policy or load_policy()
         self.ttl = ttl or VendorCacheOptimizer(self.policy)
@@ -132,11 +144,17 @@ class TieredCache:
         return self._lookup_past_memory(key, max_age, allow_stale, entry)
 
     def get(self, key: str, max_age: float | None = None, allow_stale: bool = False) -> CacheResult | None:
-        """:meth:`lookup` as a :class:`CacheResult` (``stale`` set for a grace-window answer)."""
+        """:meth:`lookup` as a :class:`CacheResult` (``stale`` set for a grace-window answer).
+
+        :raises TamperedEntry: when the entry fails the codec's check; it is first removed
+            from every tier (and the ``tampered`` hook fired), so the next request recomputes.
+        """
         found = self.lookup(key, max_age, allow_stale)
         if found is None:
             return None
         entry, tier = found
+        if self.codec is not None:
+            entry = self._open(entry, tier)
         now = self._now()
         return CacheResult(entry.value, True, tier, now - entry.created_at, key, entry.expires_at <= now)
 
@@ -265,7 +283,9 @@ class TieredCache:
         return jittered(ttl, key, jitter) if jitter > 0 else ttl
 
     def store(self, entry: CacheEntry) -> None:
-        """Write ``entry`` through to every tier (skipping unavailable ones)."""
+        """Write ``entry`` through to every tier (skipping unavailable ones), sealed by the codec."""
+        if self.codec is not None:
+            entry = self.codec.seal(entry)
         if self.memory is not None:
             self.memory.set(entry)  # in-process: nothing to guard
         for _, tier in self._lower:
@@ -405,6 +425,14 @@ class TieredCache:
             if self._behind("redis", self.locks.held, key) is not True:
                 return self.get(key, max_age)
         return None
+
+    def _open(self, entry: CacheEntry, tier: str) -> CacheEntry:
+        try:
+            return self.codec.open(entry)
+        except TamperedEntry:
+            self.delete(entry.key)
+            self.events.tampered.fire(key=entry.key, org_id=entry.org_id, tier=tier)
+            raise
 
     def _fire_hit(self, key: str, tier: str, entry: CacheEntry, now: float) -> None:
         if self._hit_listeners:

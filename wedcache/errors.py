@@ -6,6 +6,7 @@
 - :class:`TierUnavailable` is what a backend tier raises for any driver error or timeout;
   :class:`~wedcache.cache.TieredCache` catches it and serves from another tier.
 - :class:`OriginUnavailable` means neither a tier nor the origin could answer.
+- :class:`TamperedEntry` is a stored entry whose integrity check failed.
 """
 from __future__ import annotations
 
@@ -46,6 +47,15 @@ class TierUnavailable(WedcacheError):
 
 class ServiceError(WedcacheError):
     """A throwaway server could not be started or stopped; the message names its log."""
+
+
+class TamperedEntry(WedcacheError):
+    """A sealed entry failed its integrity tag or an AES-GCM check; ``key`` names it."""
+
+    def __init__(self, key: str, reason: str):
+        super().__init__(f"cache entry {key!r} failed its integrity check: {reason}")
+        self.key = key
+        self.reason = reason
 
 
 class OriginUnavailable(WedcacheError):

@@ -44,7 +44,9 @@ class CacheEvents:
     """A tier's breaker changed state. kwargs: ``tier``, ``old``, ``new``."""
     invalidate: EventHook
     """Entries were invalidated. kwargs: ``selector``, ``removed`` (per tier)."""
+    tampered: EventHook
+    """An entry failed its integrity check and was removed. kwargs: ``key``, ``org_id``, ``tier``."""
 
     def __init__(self) -> None:
-        for name in ("hit", "miss", "store", "evict", "tier_error", "breaker_change", "invalidate"):
+        for name in ("hit", "miss", "store", "evict", "tier_error", "breaker_change", "invalidate", "tampered"):
             setattr(self, name, EventHook())

@@ -23,7 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from ..errors import InvalidInput, OriginUnavailable
+from ..errors import InvalidInput, OriginUnavailable, TamperedEntry
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,15 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OriginUnavailable)
     async def _origin(request: Request, exc: OriginUnavailable) -> Response:
         return error_response(request, ApiError("CACHE_004", f"no tier holds the answer and the origin failed: {exc}"))
+
+    @app.exception_handler(TamperedEntry)
+    async def _tampered(request: Request, exc: TamperedEntry) -> Response:
+        state, key = getattr(request.app.state, "wedcache", None), getattr(request.state, "api_key", None)
+        if state is not None and key is not None:
+            state.audit_violation(request, key, "tampered cache entry", {"cacheKey": exc.key, "reason": exc.reason},
+                                  "critical")
+        return error_response(request, ApiError("CACHE_007", "a stored answer failed its integrity check and was "
+                                                             "removed; retry to recompute it", {"cacheKey": exc.key}))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

@@ -26,6 +26,7 @@ from ..audit import AuditEvent, AuditLog
 from ..cache import TieredCache
 from ..clock import Clock, SystemClock
 from ..config import Settings, load_settings
+from ..encryption import EntrySealer, load_key
 from ..errors import ServiceError
 from ..migrations import apply_migrations, pending_migrations
 from ..origin import SimulatedOrigin
@@ -33,7 +34,7 @@ from ..policy import Policy, load_policy
 from ..ratelimit import RateLimiter
 from ..scaling import SeasonalScalingAutomator
 from ..seasonal_control import SeasonalControl
-from ..services import DATABASE_ENV, REDIS_ENV, ensure_services, redact
+from ..services import DATABASE_ENV, REDIS_ENV, ensure_services, redact, state_dir_path
 
 SCALING_TICK_SECONDS = 60.0
 
@@ -68,7 +69,9 @@ class ServiceState:
         redis_url, database_url = _servers(settings)
         _migrate(database_url, migrate)
         policy = load_policy(settings.policy_file)
-        cache = build_cache(settings, clock=clock, policy=policy, redis_url=redis_url, database_url=database_url)
+        sealer = EntrySealer(load_key(settings.encryption_key, state_dir_path()), encrypt=settings.encryption_enabled)
+        cache = build_cache(settings, clock=clock, policy=policy, redis_url=redis_url, database_url=database_url,
+                            codec=sealer)
         origin = _origin(settings, clock)
         pool = psycopg_pool.ConnectionPool(database_url, min_size=1, max_size=8, open=True, name="wedcache-service",
                                            kwargs={"autocommit": True, "connect_timeout": 2})

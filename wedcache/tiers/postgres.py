@@ -208,6 +208,17 @@ class PostgresTier:
             raise
         return len(batch[0])
 
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Block until the pool holds working connections again (after a server restart).
+
+        :raises TierUnavailable: when none can be made within ``timeout`` seconds.
+        """
+        try:
+            self._pool.check()
+            self._pool.wait(timeout)
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            raise TierUnavailable(self.name, exc) from exc
+
     def close(self) -> None:
         """Stop the flusher, write the last access counts (if the server answers), close the pool."""
         self._stopping.set()
@@ -264,7 +275,10 @@ def _open_pool(url: str, timeout_ms: int, pool_max: int, checkout_timeout: float
     return psycopg_pool.ConnectionPool(url, connection_class=TierConnection, kwargs=kwargs, min_size=1,
                                        max_size=pool_max, open=True,
                                        timeout=checkout_timeout, reconnect_timeout=RECONNECT_TIMEOUT,
-                                       configure=_configure, name="wedcache-postgres")
+                                       configure=_configure, name="wedcache-postgres",
+                                       check=psycopg_pool.ConnectionPool.check_connection)
+    # ``check``: a connection broken by a server restart is replaced at checkout instead of
+    # failing the first operations after the restart (and re-opening the breaker).
 
 
 def _configure(conn: TierConnection) -> None:
