@@ -85,6 +85,8 @@ class _Recorder:
 
     def __init__(self) -> None:
         self.parts: list[tuple[np.ndarray, ...]] = []
+        self.lower_hits: list[tuple[int, int]] = []
+        """``(request index, hit code)`` of hits below the memory tier (the rest are memory's)."""
         self.waits: list[tuple[int, float]] = []
         """``(request index, seconds)`` waited for a computation and its write-through."""
         self.debts: list[tuple[int, float]] = []
@@ -95,12 +97,19 @@ class _Recorder:
         self.origin_calls: list[float] = []
         self.memory: list[tuple[float, int, int]] = []
 
-    def keep(self, times: np.ndarray, ids: np.ndarray, codes: list, created: list) -> None:
-        self.parts.append((times, ids, np.asarray(codes, np.int8), np.asarray(created, np.float64)))
+    def keep(self, times: np.ndarray, ids: np.ndarray, served: list[float], epoch: float) -> None:
+        """One batch: ``served`` holds, per request, the ``created_at`` of the entry a hit served
+        or minus the outcome code of a miss (one list append per request: the hot loop)."""
+        served = np.asarray(served, np.float64)
+        missed = served < 0
+        code = np.where(missed, -served, HIT_CODES["memory"]).astype(np.int8)
+        self.parts.append((times, ids, code, np.where(missed, nan, served - epoch)))
 
     def records(self, memory_draws: Callable[[int], np.ndarray] | None, setup: float, loop: float) -> Records:
         columns = list(zip(*self.parts)) if self.parts else [[np.empty(0)]] * 4
         t, ids, code, created = (np.concatenate(c) for c in columns)
+        for index, hit_code in self.lower_hits:
+            code[index] = hit_code
         latency = memory_draws(t.size) if memory_draws is not None else np.zeros(t.size)
         _add(latency, self.debts)
         _add(latency, self.waits)
@@ -180,11 +189,11 @@ class Engine:
         the few records kept per index) is ``base + len(codes)``, computed only when needed."""
         env, clock, keys, rec = self.env, self.clock, self.keys, self.rec
         lookup, allow_stale, epoch, miss = self._lookup(), self.allow_stale, clock.epoch, self._miss
-        debts, base = rec.debts, 0
+        debts, lower_hits, base = rec.debts, rec.lower_hits, 0
         due = self.due = env.peek()
         for times, ids in self.source.batches():
-            codes, created = [], []
-            code, made = codes.append, created.append
+            served = []  # see _Recorder.keep
+            serve = served.append
             for t, q in zip(times.tolist(), ids.tolist()):
                 if t >= due:
                     yield env.timeout(t - env.now)
@@ -192,21 +201,21 @@ class Engine:
                 clock.t = t
                 found = lookup(keys[q], None, allow_stale)  # every id has a key: prepare()
                 if found is None:
-                    code(miss(q, t, base + len(codes)))
-                    made(nan)
+                    serve(-miss(q, t, base + len(served)))
                     due = self.due  # a computation may have been scheduled
                 else:
                     entry, tier = found
-                    code(HIT_CODES[tier])
-                    made(entry.created_at)
+                    serve(entry.created_at)
+                    if tier != "memory":
+                        lower_hits.append((base + len(served) - 1, HIT_CODES[tier]))
                     if allow_stale and entry.expires_at <= epoch + t:  # served in the grace window
-                        self._revalidate(q, t, base + len(codes) - 1)
+                        self._revalidate(q, t, base + len(served) - 1)
                         due = self.due
                 if clock.debt:
-                    debts.append((base + len(codes) - 1, clock.debt))
+                    debts.append((base + len(served) - 1, clock.debt))
                     clock.debt = 0.0
-            base += len(codes)
-            rec.keep(times, ids, codes, np.asarray(created) - epoch)
+            base += len(served)
+            rec.keep(times, ids, served, epoch)
             if self.progress is not None and len(times):
                 self.progress(float(times[-1]), self.source.duration_seconds)
 
@@ -237,7 +246,9 @@ class Engine:
 
     # -- misses and computations -----------------------------------------------------------
     def _miss(self, q: int, t: float, index: int) -> int:
-        fill = self.inflight.get(q)
+        """The outcome of request ``index`` (object ``q`` at ``t``), which missed; starts or
+        joins the computation of the answer."""
+        fill = self.inflight.get(q) if self.inflight else None  # empty while the origin is instant
         if fill is not None:
             fill.waiters.append((index, t))
             return COALESCED
@@ -251,7 +262,7 @@ class Engine:
             outcome = MISS_EVICTED
         if self.instant:  # no latency, so no queue: store at once; the request waits only
             self.rec.origin_calls.append(t)  # for the write-through (debt, if modeled tiers charge)
-            self._store_answer(q)
+            self._store_answer(q, self.clock.epoch + t)
         else:
             self._compute(q, t, Fill(q, [(index, t)]))
         return outcome
@@ -292,7 +303,7 @@ class Engine:
         """Store the answer (write-through) and release everyone waiting for it."""
         clock = self.clock
         started = time.perf_counter() if self.system.live else 0.0
-        self._store_answer(fill.object_id)
+        self._store_answer(fill.object_id, self.clock.now())
         store = (time.perf_counter() - started) if self.system.live else clock.debt
         clock.debt = 0.0
         for index, arrival in fill.waiters:
@@ -301,10 +312,9 @@ class Engine:
         for index, arrival in fill.stale_waiters:
             self.rec.alt_waits.append((index, now - arrival + store))
 
-    def _store_answer(self, q: int) -> None:
-        """Write object ``q``'s answer through every tier — its template renewed with the
-        current time and the cache's TTL — and note when it will expire."""
-        now = self.clock.now()
+    def _store_answer(self, q: int, now: float) -> None:
+        """Write object ``q``'s answer through every tier — its template renewed with ``now``
+        (the clock's time) and the cache's TTL — and note when it will expire."""
         entry = self.templates[q].renewed(now, now + self.cache.entry_ttl(self.keys[q], self.contexts[q]))
         self.cache.store(entry)
         self.last_expiry[q] = entry.expires_at - self.clock.epoch

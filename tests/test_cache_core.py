@@ -121,3 +121,25 @@ def test_origin_latency_matches_its_median_and_p95(clock):
     draws = np.array([origin.latency_seconds() for _ in range(20000)])
     assert np.median(draws) == pytest.approx(1.2, rel=0.03)
     assert np.percentile(draws, 95) == pytest.approx(2.5, rel=0.05)
+
+
+def test_a_renewed_entry_copies_every_field_but_the_times():
+    import dataclasses
+
+    from wedcache.entry import CacheEntry
+
+    entry = CacheEntry("ai:{o}:general:k", {"answer": 1}, 1.0, 2.0, "o", "venue_search", "q", "w", "tier_1",
+                       ("venue",), {"location": "NYC"}, 321)
+    renewed = entry.renewed(10.0, 20.0)
+    assert renewed == dataclasses.replace(entry, created_at=10.0, expires_at=20.0)
+    assert renewed._size == 321 and renewed is not entry
+    assert [f.name for f in dataclasses.fields(CacheEntry)] == [
+        "key", "value", "created_at", "expires_at", "org_id", "cache_type", "query", "wedding_id", "market_tier",
+        "vendor_types", "context", "_size"]  # a new field must be copied by CacheEntry.renewed too
+
+
+def test_a_memory_only_cache_stores_straight_into_the_memory_tier(clock, policy):
+    memory = MemoryTier(eviction="lru")
+    cache = TieredCache([memory], clock=clock, policy=policy)
+    cache.set("acme", "q", CTX, "a")
+    assert memory.stats()["entries"] == 1 and cache.stats()["tiers"]["memory"]["entries"] == 1

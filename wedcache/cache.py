@@ -104,6 +104,7 @@ class TieredCache:
         self.clock = clock or SystemClock()
         self.policy = policy or load_policy()
         self.ttl = ttl or VendorCacheOptimizer(self.policy)
+        self._jitter = self.policy.jitter
         self.locks = locks
         self.events = CacheEvents()
         self.lock_wait_seconds, self.lock_poll_seconds = lock_wait_seconds, lock_poll_seconds
@@ -120,6 +121,8 @@ class TieredCache:
         self._flights = SingleFlight()
         self.requests = self.hits = self.coalesced = self.origin_calls = self.stale_served = 0
         self._count_lock = threading.Lock()
+        if self.memory is not None and not self._lower and codec is None:
+            self.store = self.memory.set
 
     # -- reading -------------------------------------------------------------------------
     def lookup(self, key: str, max_age: float | None = None,
@@ -132,16 +135,20 @@ class TieredCache:
         grace window (:meth:`grace_seconds`) answers instead: the caller sees it is stale by
         ``entry.expires_at <= clock.now()`` and should refresh it (:meth:`get_or_compute` does).
         """
-        memory = self.memory
-        entry = memory.get(key) if memory is not None else None
-        if entry is not None:
-            now = self._now()
-            if entry.expires_at > now and (max_age is None or now - entry.created_at <= max_age):
-                self._memory_counters.hits += 1
-                if self._hit_listeners:
-                    self._fire_hit(key, "memory", entry, now)
-                return entry, "memory"
-        return self._lookup_past_memory(key, max_age, allow_stale, entry)
+        memory, entry = self.memory, None
+        if memory is not None:
+            entry = memory.get(key)
+            if entry is not None:
+                now = self._now()
+                if entry.expires_at > now and (max_age is None or now - entry.created_at <= max_age):
+                    self._memory_counters.hits += 1
+                    if self._hit_listeners:
+                        self._fire_hit(key, "memory", entry, now)
+                    return entry, "memory"
+            self._memory_counters.misses += 1
+        if self._lower or allow_stale:
+            return self._lookup_past_memory(key, max_age, allow_stale, entry)
+        return None
 
     def get(self, key: str, max_age: float | None = None, allow_stale: bool = False) -> CacheResult | None:
         """:meth:`lookup` as a :class:`CacheResult` (``stale`` set for a grace-window answer).
@@ -164,10 +171,8 @@ class TieredCache:
 
     def _lookup_past_memory(self, key: str, max_age: float | None, allow_stale: bool,
                             expired: CacheEntry | None) -> tuple[CacheEntry, str] | None:
-        """The memory tier had no fresh entry (``expired`` is what it had): the lower tiers,
-        then the grace window."""
-        if self.memory is not None:
-            self._memory_counters.misses += 1
+        """The memory tier had no fresh entry (``expired`` is what it had; its miss is
+        counted): the lower tiers, then the grace window."""
         stale = (expired, "memory") if expired is not None and allow_stale else None
         if self._lower:
             return self._lookup_lower(key, max_age, self._now(), stale, allow_stale)
@@ -279,11 +284,14 @@ class TieredCache:
 
     def entry_ttl(self, key: str, ctx: WeddingContext, max_age: float | None = None) -> float:
         """The TTL an entry for ``key`` in ``ctx`` gets now: the policy's, jittered per key."""
-        ttl, jitter = self.ttl.ttl_now(ctx, self.clock, max_age), self.policy.jitter
+        ttl, jitter = self.ttl.ttl_now(ctx, self.clock, max_age), self._jitter
         return jittered(ttl, key, jitter) if jitter > 0 else ttl
 
     def store(self, entry: CacheEntry) -> None:
-        """Write ``entry`` through to every tier (skipping unavailable ones), sealed by the codec."""
+        """Write ``entry`` through to every tier (skipping unavailable ones), sealed by the codec.
+
+        A cache of the memory tier alone without a codec rebinds this to the tier's ``set``
+        (in ``__init__``): the simulation's fill path, with no layer in between."""
         if self.codec is not None:
             entry = self.codec.seal(entry)
         if self.memory is not None:

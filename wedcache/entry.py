@@ -16,6 +16,7 @@ from .keys import CACHE_TYPES, normalise_query, organization_uuid
 from .policy import MARKET_TIERS, VENDOR_TYPES
 
 Scope = Literal["organization", "wedding", "global"]
+_new_entry = object.__new__
 
 
 @dataclass(slots=True)
@@ -43,9 +44,23 @@ class CacheEntry:
         return self.expires_at - now
 
     def renewed(self, created_at: float, expires_at: float) -> "CacheEntry":
-        """A copy stamped with new times (same key, value and tags; the size is kept)."""
-        return CacheEntry(self.key, self.value, created_at, expires_at, self.org_id, self.cache_type, self.query,
-                          self.wedding_id, self.market_tier, self.vendor_types, self.context, self._size)
+        """A copy stamped with new times (same key, value and tags; the size is kept).
+
+        Built slot by slot without ``__init__`` (one call less: every simulated fill makes one)."""
+        copy = _new_entry(CacheEntry)
+        copy.key = self.key
+        copy.value = self.value
+        copy.created_at = created_at
+        copy.expires_at = expires_at
+        copy.org_id = self.org_id
+        copy.cache_type = self.cache_type
+        copy.query = self.query
+        copy.wedding_id = self.wedding_id
+        copy.market_tier = self.market_tier
+        copy.vendor_types = self.vendor_types
+        copy.context = self.context
+        copy._size = self._size
+        return copy
 
     def encode(self) -> bytes:
         """Compact bytes for Redis: a JSON array in field order."""

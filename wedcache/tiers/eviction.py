@@ -92,21 +92,21 @@ class LruPolicy:
 
     def put(self, entry: CacheEntry) -> list[CacheEntry]:
         """Store ``entry``; returns the entries evicted to make room (inlined: a hot path)."""
-        segment, budget = self._segment, self.budget
+        segment, budget, key = self._segment, self.budget, entry.key
         items = segment.items
-        old = items.pop(entry.key, None)
-        if old is not None:
-            segment.bytes -= old._size  # stored entries were measured when they came in
-        items[entry.key] = entry
-        segment.bytes += entry._size or entry.size
+        old = items.pop(key, None)
+        total = segment.bytes + (entry._size or entry.size) - (old._size if old is not None else 0)
+        items[key] = entry  # stored entries were measured when they came in
         max_bytes, max_entries = budget.max_bytes, budget.max_entries
-        if segment.bytes <= max_bytes and len(items) <= max_entries:
+        if total <= max_bytes and len(items) <= max_entries:
+            segment.bytes = total
             return _NOTHING
         evicted = []
-        while (segment.bytes > max_bytes or len(items) > max_entries) and len(items) > 1:
+        while (total > max_bytes or len(items) > max_entries) and len(items) > 1:
             oldest = items.popitem(last=False)[1]
-            segment.bytes -= oldest._size
+            total -= oldest._size
             evicted.append(oldest)
+        segment.bytes = total
         return evicted
 
     def remove(self, key: str) -> CacheEntry | None:
