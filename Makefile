@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # `make test FULL=1` also runs the tests marked slow.
 MARKERS := $(if $(FULL),,-m "not slow")
 
-.PHONY: venv test test-full run bench bench-sim services-up services-down clean
+.PHONY: venv test test-full run bench bench-sim bench-service services-up services-down clean
 
 venv: $(STAMP)
 
@@ -19,7 +19,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV) || { $(PYTHON) -m pip install --user virtualenv && $(PYTHON) -m virtualenv $(VENV); }
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -e ".[test]"
+	$(PY) -m pip install -e ".[test,bench]"
 	touch $(STAMP)
 
 # Exit status 5 (no tests collected) counts as a failure; PYTEST_STATUS_FILE, when set,
@@ -41,9 +41,14 @@ run: venv
 bench: venv
 	$(WEDCACHE) bench
 	$(WEDCACHE) bench-sim
+	$(WEDCACHE) bench-service
 
 bench-sim: venv
 	$(WEDCACHE) bench-sim
+
+# The HTTP service's cached-query endpoint against a bare FastAPI endpoint, under Locust.
+bench-service: venv
+	$(WEDCACHE) bench-service
 
 services-up: venv
 	$(WEDCACHE) services up
