@@ -76,9 +76,17 @@ class _NoState:
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(load_settings(), open_state=_NoState))
 
 
+OPERATIONS = {
+    ("POST", "/api/ai-cache/query"), ("DELETE", "/api/ai-cache/invalidate"), ("POST", "/api/ai-cache/seasonal-scaling"),
+    ("GET", "/api/ai-cache/seasonal-scaling"), ("GET", "/api/ai-cache/statistics"), ("POST", "/api/ai-cache/security"),
+    ("GET", "/api/metrics"), ("GET", "/healthz"), ("GET", "/readyz"),
+}
+
+
 def test_the_fuzzed_document_is_the_served_one(fuzzed_app):
     assert schema.raw_schema == fuzzed_app.openapi()
-    assert len(list(schema.get_all_operations())) == 6
+    documented = {(op.ok().method.upper(), op.ok().path) for op in schema.get_all_operations()}
+    assert documented == OPERATIONS
 
 
 @schema.parametrize()
@@ -86,11 +94,4 @@ def test_the_fuzzed_document_is_the_served_one(fuzzed_app):
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large,
                                  HealthCheck.function_scoped_fixture])
 def test_no_server_error_and_responses_match_the_document(case, fuzzed_app, admin_headers):
-    import collections, json
-    try:
-        r = case.call_and_validate(app=fuzzed_app, headers=admin_headers, checks=CHECKS)
-        status = r.status_code; text = r.text[:200]
-    except Exception as e:
-        status = 'FAIL'; text = str(e)[:300]
-    with open('/tmp/fuzzlog.txt', 'a') as f:
-        f.write(json.dumps([case.method, case.path, case.meta.generation.mode.value if case.meta else None, status, text, repr(case.body)[:200]]) + "\n")
+    case.call_and_validate(app=fuzzed_app, headers=admin_headers, checks=CHECKS)

@@ -89,3 +89,19 @@ def test_invalidate_removes_exactly_what_the_selector_matches(tier, clock, org_i
     assert expected, "the scenario must select something"
     assert tier.invalidate(selector) == len(expected)
     assert {e.key for e in entries if tier.get(e.key) is None} == expected
+
+
+def test_corrupt_bytes_in_redis_read_as_a_miss_and_are_removed(redis_url, org_id):
+    import redis as redis_py
+
+    from wedcache.tiers.redis import RedisTier
+
+    tier, client = RedisTier(redis_url), redis_py.Redis.from_url(redis_url)
+    try:
+        key = f"ai:{{{org_id}}}:general:corrupt"
+        client.set(key, b"\xff not an entry")
+        assert tier.get(key) is None
+        assert client.exists(key) == 0
+    finally:
+        tier.close()
+        client.close()

@@ -30,7 +30,7 @@ from .events import CacheEvents
 from .keys import cache_key, check_cache_type, normalise_query, organization_uuid
 from .policy import Policy, load_policy
 from .singleflight import RedisLocks, SingleFlight
-from .tiers import Tier
+from .tiers import Tier, Unreadable
 from .ttl import VendorCacheOptimizer, jittered
 
 log = logging.getLogger(__name__)
@@ -322,6 +322,29 @@ class TieredCache:
                 log.warning("invalidation skipped the unavailable %s tier", tier.name)
         self.events.invalidate.fire(selector=sel, removed=removed)
         return removed
+
+    # -- tier by tier (compliance work: :mod:`wedcache.security`) -------------------------
+    def on_tier(self, name: str, operation: str, *args: Any) -> Any:
+        """Call tier ``name``'s method ``operation`` behind the tier's breaker.
+
+        :raises TierUnavailable: when the tier fails or its open breaker skips it.
+        """
+        tier = next(t for t in self.tiers if t.name == name)
+        result = self._guarded(tier, getattr(tier, operation), *args)
+        if result is _SKIPPED:
+            raise TierUnavailable(name, "unavailable (failed or skipped by its open breaker)")
+        return result
+
+    def entries_per_tier(self, org_id: str) -> dict[str, list[CacheEntry | Unreadable] | None]:
+        """What each tier stores for ``org_id`` (:class:`~wedcache.tiers.ListableTier`), as stored
+        (sealed entries stay sealed); ``None`` for a tier that is unavailable or cannot list."""
+        org, found = organization_uuid(org_id), {}
+        for tier in self.tiers:
+            listed = _SKIPPED
+            if hasattr(tier, "entries"):
+                listed = self._guarded(tier, lambda t=tier: list(t.entries(org)))
+            found[tier.name] = None if listed is _SKIPPED else listed
+        return found
 
     # -- observing -----------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

@@ -9,7 +9,8 @@ with the request's ``X-Request-ID`` echoed. :func:`install_error_handlers` maps 
 wrong to a code: validation errors name the JSON field (a ``weddingContext`` field is
 ``CACHE_005``, anything else ``CACHE_001``); an origin that cannot answer a miss is
 ``CACHE_004``; and an unexpected exception is logged with its request id and answered as
-``CACHE_004`` too, so no request ever gets a bare 500.
+``CACHE_004`` too, so no request ever gets a bare 500. Every envelope answered while the
+service's state exists is counted in ``ai_cache_errors_total`` by code.
 """
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ def request_id(request: Request) -> str:
 
 
 def error_response(request: Request, error: ApiError) -> Response:
+    _count(request, error.code)
     body = {"error": {"code": error.code, "message": error.message, "details": error.details or None,
                       "timestamp": _timestamp(request), "requestId": request_id(request)}}
     return Response(orjson.dumps(body), status_code=error.status, media_type="application/json",
@@ -125,6 +127,13 @@ def _from_validation(errors: list[dict]) -> ApiError:
     if not location:
         return ApiError("CACHE_001", f"body: {err.get('msg', 'invalid')}", {"field": "body"})
     return field_error(".".join(location), err.get("msg", "invalid"))
+
+
+def _count(request: Request, code: str) -> None:
+    """Count the error in the service's metrics (none before start-up or in a document-only app)."""
+    metrics = getattr(getattr(request.app.state, "wedcache", None), "metrics", None)
+    if metrics is not None:
+        metrics.count_error(code)
 
 
 def _timestamp(request: Request) -> str:

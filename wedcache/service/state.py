@@ -5,6 +5,15 @@ settings when they answer, else the default ports, else throwaway local servers:
 :func:`~wedcache.services.ensure_services`), applies pending migrations (or refuses to
 start, telling to run ``wedcache migrate``), and builds the cache, the origin, the API-key
 store, the rate limiter and the metrics around one database pool and one Redis client.
+
+Metrics: :meth:`ServiceState.observe` counts each answered query in the Prometheus series
+(:class:`~wedcache.metrics.ServiceMetrics`) and appends one row to a
+:class:`~wedcache.metrics.MetricsBuffer`, which writes batches from a thread of its own
+(its own small pool, so a slow or down database never touches the request path). Gauges
+(memory tier bytes, seasonal load factor) are set by :meth:`ServiceState.refresh_gauges`:
+at scrape time and every few seconds, so other workers' gauges stay current in
+multiprocess mode. At shutdown, after uvicorn has drained in-flight requests, the buffer is
+flushed first, while the database and everything else are still open.
 """
 from __future__ import annotations
 
@@ -19,15 +28,16 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ..answering import WeddingAICacheService
+from ..answering import Answered, WeddingAICacheService
 from ..apikeys import ApiKey, ApiKeyStore
 from ..assembly import build_cache
 from ..audit import AuditEvent, AuditLog
 from ..cache import TieredCache
-from ..clock import Clock, SystemClock
+from ..clock import Clock, SystemClock, today
 from ..config import Settings, load_settings
 from ..encryption import EntrySealer, load_key
 from ..errors import ServiceError
+from ..metrics import MetricRow, MetricsBuffer, ServiceMetrics
 from ..migrations import apply_migrations, pending_migrations
 from ..origin import SimulatedOrigin
 from ..policy import Policy, load_policy
@@ -37,6 +47,8 @@ from ..seasonal_control import SeasonalControl
 from ..services import DATABASE_ENV, REDIS_ENV, ensure_services, redact, state_dir_path
 
 SCALING_TICK_SECONDS = 60.0
+GAUGE_SECONDS = 5.0
+"""How often a worker refreshes its gauges between scrapes (the source document scrapes every 5 s)."""
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +71,8 @@ class ServiceState:
     limiter: RateLimiter
     auditor: AuditLog
     scaling: SeasonalControl
+    metrics: ServiceMetrics
+    metrics_buffer: MetricsBuffer
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     @classmethod
@@ -83,14 +97,35 @@ class ServiceState:
                     ApiKeyStore(database_url, pool=pool, clock=clock), pool, client, redis_url, database_url, origin,
                     RateLimiter.from_policy(policy, clock=clock, redis_client=client),
                     AuditLog(pool, clock, settings.audit_logging_enabled),
-                    SeasonalControl(automator, policy, clock, pool, client))
+                    SeasonalControl(automator, policy, clock, pool, client), ServiceMetrics(),
+                    MetricsBuffer(database_url))
         state.closers += [cache.close, pool.close, client.close, getattr(origin, "close", lambda: None),
                           _every(SCALING_TICK_SECONDS, automator.tick)]
+        # closed in reverse: the gauge timer stops, the buffer flushes, then this worker's gauges go
+        state.closers += [state.metrics.close, state.metrics_buffer.close,
+                          _every(GAUGE_SECONDS, state.refresh_gauges)]
         log.info("wedcache service ready: redis %s, postgres %s", redact(redis_url), redact(database_url))
         return state
 
-    def observe(self, key: ApiKey, answered: Any) -> None:
-        """Record one answered query (metrics)."""
+    def observe(self, key: ApiKey, answered: Answered) -> None:
+        """Record one answered query: the Prometheus series and one buffered metric row (no I/O)."""
+        result, context = answered.result, answered.context
+        tier = result.tier if result.cached else None
+        market_tier = self.cache.ttl.partitioner.tier_of(context.location)
+        vendor_type = context.vendor_types[0] if context.vendor_types else None
+        self.metrics.observe_request(tier=tier, market_tier=market_tier, vendor_type=vendor_type,
+                                     response_ms=answered.elapsed_ms)
+        self.metrics_buffer.record(MetricRow(key.organization_id, self.clock.now(), result.key, tier, result.cached,
+                                             answered.elapsed_ms, market_tier, vendor_type,
+                                             self.policy.season_of(today(self.clock))))
+
+    def refresh_gauges(self) -> None:
+        """Set the memory tier's bytes and budget and the seasonal load factor to their current values."""
+        memory = self.cache.memory
+        if memory is not None:
+            sizes = memory.stats()
+            self.metrics.set_memory(sizes["bytes"], sizes["max_bytes"])
+        self.metrics.set_load_factor(self.scaling.status()["loadFactor"])
 
     def audit(self, request: Any, key: ApiKey, action: str, resource: str, details: dict[str, Any],
               risk: str = "low", resource_id: str | None = None) -> None:

@@ -6,10 +6,14 @@ expiry (freshness is :class:`~wedcache.cache.TieredCache`'s decision) and turns 
 error into :class:`~wedcache.errors.TierUnavailable`. Tiers are built from URLs through a
 scheme registry (``memory://``, ``redis://``, ``postgresql://``; the simulation registers
 ``modeled://``).
+
+Tiers that can list an organization's entries also implement :class:`ListableTier`
+(``entries(org_id)``): compliance work (:mod:`wedcache.security`) walks them, the request path
+never does. Stored bytes that no longer decode as an entry are listed as :class:`Unreadable`.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Iterator, NamedTuple, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from ..entry import CacheEntry, Selector
@@ -39,6 +43,23 @@ class Tier(Protocol):
 
     def close(self) -> None:
         """Release connections and threads."""
+
+
+class Unreadable(NamedTuple):
+    """A stored entry that no longer decodes (corrupted or tampered bytes), listed by its key."""
+
+    key: str
+    reason: str
+
+
+@runtime_checkable
+class ListableTier(Protocol):
+    """A tier that can list what it stores for one organization (optional, beside :class:`Tier`)."""
+
+    def entries(self, org_id: str) -> Iterator[CacheEntry | Unreadable]:
+        """Every entry stored for ``org_id`` (fresh or not), read without touching recency or
+        access counts; an entry whose stored bytes do not decode is an :class:`Unreadable`.
+        Never scans the whole keyspace: each tier reads its per-organization index."""
 
 
 _FACTORIES: dict[str, Callable[..., Tier]] = {}

@@ -9,12 +9,13 @@ dict operation is atomic under CPython's GIL); writes take the lock. Lookup coun
 Invalidation walks only the selected organization's keys, or every key for a global
 selector. The per-organization key index is built by the first organization-scoped
 invalidation and kept from then on: a cache that is never invalidated by organization (a
-simulation, a benchmark) does not pay for it on every write.
+simulation, a benchmark) does not pay for it on every write; :meth:`MemoryTier.entries`
+(listing one organization's entries for compliance work) builds it too.
 """
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
 from ..entry import CacheEntry, Selector
@@ -77,6 +78,13 @@ class MemoryTier:
                 self._policy.remove(entry.key)
             self._forget(doomed)
             return len(doomed)
+
+    def entries(self, org_id: str) -> Iterator[CacheEntry]:
+        """A snapshot of ``org_id``'s entries, read with ``peek`` (eviction order is left alone)."""
+        with self._lock:
+            keys = self._candidates(Selector(org_id=org_id))
+            found = [e for e in map(self._policy.peek, keys) if e is not None]
+        return iter(found)
 
     def resize(self, max_bytes: int, max_entries: int) -> int:
         """Change the budget (seasonal scaling); returns how many entries were evicted."""

@@ -10,7 +10,8 @@ buffered in an :class:`AccessCounter` and written by one batched ``UPDATE`` ever
 
 Invalidation is a single ``DELETE … WHERE`` built from the :class:`~wedcache.entry.Selector`
 with the same meaning as :meth:`Selector.matches`; glob patterns become ``LIKE`` patterns
-(or, for a ``[set]``, an anchored regular expression). Every driver error, pool timeout
+(or, for a ``[set]``, an anchored regular expression). :meth:`PostgresTier.entries` lists an
+organization's rows page by page in key order (its ``organization_id`` index). Every driver error, pool timeout
 and statement timeout becomes :class:`~wedcache.errors.TierUnavailable`; the pool replaces
 broken connections by itself, so the tier recovers once PostgreSQL is back.
 """
@@ -41,10 +42,13 @@ RECONNECT_TIMEOUT = 2.0
 # Columns in CacheEntry's positional order. Casts cost server time, so there are none: times
 # come as float8 epochs (date_part, not the slower numeric extract), uuids as text (the pool's
 # connections load them with a text loader), enums as text, vendor_types as its array literal.
-_SELECT = """SELECT cache_key, cache_value, date_part('epoch', created_at), date_part('epoch', expires_at),
+_COLUMNS = """cache_key, cache_value, date_part('epoch', created_at), date_part('epoch', expires_at),
   organization_id, cache_type, query_text, wedding_id, coalesce(market_tier, 'tier_3'), vendor_types,
-  wedding_context
-FROM ai_cache_entries WHERE cache_key = %s"""
+  wedding_context"""
+_SELECT = f"SELECT {_COLUMNS}\nFROM ai_cache_entries WHERE cache_key = %s"
+# One page of an organization's rows in key order (keyset pagination: no cursor held between pages).
+_PAGE = (f"SELECT {_COLUMNS}\nFROM ai_cache_entries WHERE organization_id = %s AND cache_key > %s "
+         "ORDER BY cache_key LIMIT %s")
 
 # (column, placeholder) written by set(); every column but the key is replaced on conflict.
 _WRITTEN = (
@@ -157,7 +161,7 @@ class PostgresTier:
         if row is None:
             return None
         self._access.hit(key)
-        return CacheEntry(*row[:9], _enum_array(row[9]), row[10])
+        return _entry(row)
 
     def set(self, entry: CacheEntry) -> None:
         params = _row_params(entry)
@@ -179,6 +183,17 @@ class PostgresTier:
         if where is None:
             return 0
         return self._bulk(sql.SQL("DELETE FROM ai_cache_entries WHERE {}").format(where), params)
+
+    def entries(self, org_id: str, page: int = 500) -> Iterator[CacheEntry]:
+        """``org_id``'s rows, ``page`` at a time in key order (reads are not counted as hits)."""
+        after = ""
+        while True:
+            with self._connection() as conn:
+                rows = conn.execute(_PAGE, (org_id, after, page)).fetchall()
+            yield from map(_entry, rows)
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
 
     def purge_expired(self, before: float) -> int:
         """Delete rows that expired before ``before`` (epoch seconds); garbage collection only."""
@@ -287,6 +302,11 @@ def _configure(conn: TierConnection) -> None:
     set_json_dumps(orjson.dumps, conn)
     conn.adapters.register_loader("uuid", TextLoader)
     conn.read_cursor = conn.cursor()
+
+
+def _entry(row: tuple) -> CacheEntry:
+    """A :data:`_COLUMNS` row as an entry."""
+    return CacheEntry(*row[:9], _enum_array(row[9]), row[10])
 
 
 def _enum_array(literal: str) -> tuple[str, ...]:

@@ -4,12 +4,14 @@ An entry is one compact string (:meth:`CacheEntry.encode`) under its key, with a
 that only collects garbage (freshness is decided by the entry's own ``expires_at``). Each
 entry is also added to index sets under the organization's hash tag — all keys, and one
 set per wedding, vendor type, market tier and cache type — so invalidation reads the
-selected sets and never SCANs the keyspace. Redis errors and timeouts become
+selected sets and never SCANs the keyspace; :meth:`RedisTier.entries` lists an organization
+through its ``all`` set (SSCAN of that one set). Redis errors and timeouts become
 :class:`~wedcache.errors.TierUnavailable`.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+import logging
+from typing import Any, Iterable, Iterator
 
 import redis
 from redis.backoff import NoBackoff
@@ -18,7 +20,9 @@ from redis.retry import Retry
 from ..clock import Clock, SystemClock
 from ..entry import CacheEntry, Selector
 from ..errors import TierUnavailable
-from . import register_tier
+from . import Unreadable, register_tier
+
+log = logging.getLogger(__name__)
 
 ORGS_SET = "ai:orgs"
 _ERRORS = (redis.RedisError, OSError)
@@ -70,7 +74,14 @@ class RedisTier:
             raw = self.client.get(key)
         except _ERRORS as exc:
             raise TierUnavailable(self.name, exc) from exc
-        return CacheEntry.decode(raw) if raw is not None else None
+        if raw is None:
+            return None
+        found = _decoded(key, raw)
+        if isinstance(found, Unreadable):  # corrupt bytes are a miss (and removed), never an error
+            log.warning("redis tier: removing %s: %s", key, found.reason)
+            self._remove_unreadable(key)
+            return None
+        return found
 
     def set(self, entry: CacheEntry) -> None:
         px = int((entry.remaining(self.clock.now()) + self.grace_seconds) * 1000)
@@ -85,10 +96,13 @@ class RedisTier:
         self._execute(pipe)
 
     def delete(self, key: str) -> bool:
-        entry = self.get(key)
-        if entry is None:
+        raw = self._call(self.client.get, key)
+        if raw is None:
             return False
-        return self._remove([entry]) > 0
+        found = _decoded(key, raw)
+        if isinstance(found, Unreadable):
+            return self._remove_unreadable(key)
+        return self._remove([found]) > 0
 
     def invalidate(self, selector: Selector) -> int:
         orgs = [selector.org_id] if selector.org_id else self._call(self.client.smembers, ORGS_SET)
@@ -98,6 +112,29 @@ class RedisTier:
             entries = self._load(self._candidates(org, selector))
             removed += self._remove([e for e in entries if selector.matches(e)])
         return removed
+
+    def entries(self, org_id: str, chunk: int = 500) -> Iterator[CacheEntry | Unreadable]:
+        """``org_id``'s entries: SSCAN of its ``idx:all`` set, then MGET ``chunk`` keys at a time.
+
+        Index members whose entry Redis already collected are skipped (and pruned)."""
+        index, cursor, seen = f"ai:{{{org_id}}}:idx:all", 0, set()
+        while True:
+            cursor, keys = self._call(self.client.sscan, index, cursor, count=chunk)
+            fresh = [k for k in keys if k not in seen]
+            seen.update(fresh)
+            if fresh:
+                yield from self._read(fresh)
+            if not cursor:
+                return
+
+    def _read(self, keys: list[bytes]) -> Iterator[CacheEntry | Unreadable]:
+        raws = self._call(self.client.mget, keys)
+        gone = [k for k, raw in zip(keys, raws) if raw is None]
+        if gone:
+            self._prune_missing(gone, [])
+        for key, raw in zip(keys, raws):
+            if raw is not None:
+                yield _decoded(key.decode(), raw)
 
     def stats(self) -> dict[str, Any]:
         orgs = self._call(self.client.smembers, ORGS_SET)
@@ -123,15 +160,17 @@ class RedisTier:
         return set.intersection(*found) if found else set()
 
     def _load(self, keys: Iterable[bytes], chunk: int = 500) -> list[CacheEntry]:
+        """The entries under ``keys``; bytes that do not decode are skipped (an integrity check removes them)."""
         keys = list(keys)
-        entries = []
+        found: list[CacheEntry | Unreadable] = []
         for start in range(0, len(keys), chunk):
-            raws = self._call(self.client.mget, keys[start:start + chunk])
-            entries += [CacheEntry.decode(raw) for raw in raws if raw is not None]
-        self._prune_missing(keys, entries)
-        return entries
+            part = keys[start:start + chunk]
+            raws = self._call(self.client.mget, part)
+            found += [_decoded(k.decode(), raw) for k, raw in zip(part, raws) if raw is not None]
+        self._prune_missing(keys, found)
+        return [e for e in found if isinstance(e, CacheEntry)]
 
-    def _prune_missing(self, keys: list[bytes], entries: list[CacheEntry]) -> None:
+    def _prune_missing(self, keys: list[bytes], entries: list[CacheEntry | Unreadable]) -> None:
         """Drop index members whose entry already expired (Redis collected it)."""
         live = {e.key.encode() for e in entries}
         gone = [k for k in keys if k not in live]
@@ -149,6 +188,15 @@ class RedisTier:
                 pipe.srem(name, entry.key)
         return self._execute(pipe)[0]
 
+    def _remove_unreadable(self, key: str) -> bool:
+        """Delete bytes that do not decode, and their ``all`` index membership (the other index
+        sets cannot be known; their dangling member is skipped by every read and expires with them)."""
+        org = key.split("}")[0][4:]
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(key)
+        pipe.srem(f"ai:{{{org}}}:idx:all", key)
+        return self._execute(pipe)[0] > 0
+
     def _execute(self, pipe) -> list:
         try:
             return pipe.execute()
@@ -160,6 +208,14 @@ class RedisTier:
             return fn(*args, **kwargs)
         except _ERRORS as exc:
             raise TierUnavailable(self.name, exc) from exc
+
+
+def _decoded(key: str, raw: bytes) -> CacheEntry | Unreadable:
+    """The entry stored as ``raw``, or :class:`Unreadable` when the bytes are not an encoded entry."""
+    try:
+        return CacheEntry.decode(raw)
+    except (ValueError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
+        return Unreadable(key, f"stored bytes do not decode: {exc}")
 
 
 def _from_url(url: str, **kwargs: Any) -> RedisTier:
