@@ -4,7 +4,7 @@ Its one endpoint, ``POST /api/ai-cache/query``, answers fixed JSON bytes: what t
 service answered for the benchmark's hot query when ``WEDCACHE_BARE_BODY_FILE`` names a file
 holding them (the benchmark captures them), else a cached hit of the same shape. It reads
 neither the request body nor headers, so it measures FastAPI and uvicorn alone. Serve it as
-the service is served: ``uvicorn loadtests.bare_app:create_app --factory --workers N``.
+the service is served: ``python -m wedcache.service.server loadtests.bare_app:create_app --workers N``.
 """
 from __future__ import annotations
 

@@ -44,3 +44,25 @@ def test_a_short_real_run_writes_the_contract(redis_url, migrated_database_url, 
     assert set(SERVICE_BENCH_KEYS) <= written.keys() and written["ratio"] == result["ratio"]
     assert result["failures"] == {"service": 0, "bare": 0}
     assert set(result["x_cache"]) == {"HIT-memory"}  # warmed: every measured answer is a memory hit
+
+
+def test_served_connections_get_tcp_nodelay_even_on_a_protocol_0_socket():
+    """uvicorn's --workers binds ``socket.socket(AF_INET)`` (proto 0): asyncio then leaves
+    Nagle on; the service's protocol turns it off on each connection itself."""
+    import socket
+    from types import SimpleNamespace
+
+    from wedcache.service.server import no_delay
+
+    listener = socket.socket(socket.AF_INET)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    client = socket.create_connection(listener.getsockname())
+    served, _ = listener.accept()
+    try:
+        assert served.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+        no_delay(SimpleNamespace(get_extra_info=lambda name: served if name == "socket" else None))
+        assert served.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        for s in (served, client, listener):
+            s.close()

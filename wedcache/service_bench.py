@@ -1,15 +1,17 @@
 """The service benchmark: the cached-query endpoint against a bare FastAPI endpoint.
 
-:func:`run_service_bench` serves, on loopback with the same uvicorn command and worker
-count, the real service (``wedcache.service:create_app``; origin latency 0) and the bare
-app of :mod:`loadtests.bare_app` (the same JSON, no cache, no auth). It warms the hot query,
-then runs headless Locust (:mod:`loadtests.bench_locustfile`, ``FastHttpUser``) against
-each in alternating rounds, so machine noise hits both sides alike. Figures are medians
-over rounds; the ratio is the median of the per-round ``service_rps / bare_rps``. Each round
-also loads the service lightly (``latency_users``, default 2): the hit latencies come from
-that run, where a request waits for no other (under the saturating load latency is queueing,
-``users / rps``, and is reported as ``hit_p95_ms_saturated``). Hit latencies count only
-answers with ``X-Cache: HIT-*``, measured by Locust's clock in milliseconds. Results go to ``reports/bench/service.json`` (:data:`SERVICE_BENCH_KEYS`).
+:func:`run_service_bench` serves, on loopback with the same uvicorn set-up
+(:func:`wedcache.service.server.run_uvicorn`) and worker count, the real service
+(``wedcache serve``; origin latency 0) and the bare app of :mod:`loadtests.bare_app` (the
+same JSON, no cache, no auth). It warms the hot query, then runs headless Locust
+(:mod:`loadtests.bench_locustfile`, ``FastHttpUser``) against each in alternating rounds, so
+machine noise hits both sides alike. Figures are medians over rounds; the ratio is the
+median of the per-round ``service_rps / bare_rps``. Each round also loads the service
+lightly (``latency_users``, default 2): the hit latencies come from that run, where a
+request waits for no other (under the saturating load latency is queueing, ``users / rps``,
+and is reported as ``hit_p95_ms_saturated``). Hit latencies count only answers with
+``X-Cache: HIT-*``, measured by Locust's clock in milliseconds. Results go to
+``reports/bench/service.json`` (:data:`SERVICE_BENCH_KEYS`).
 """
 from __future__ import annotations
 
@@ -50,7 +52,8 @@ class Server:
     """A uvicorn server run as a subprocess in its own process group."""
 
     name: str
-    app: str
+    argv: list[str]
+    """The command before ``--host/--port/--workers/--log-level`` (both servers take them)."""
     port: int
     probe: str
     """A path answered once the app runs (any HTTP status counts)."""
@@ -62,8 +65,8 @@ class Server:
         return f"http://{HOST}:{self.port}"
 
     def command(self, workers: int) -> list[str]:
-        return [sys.executable, "-m", "uvicorn", self.app, "--factory", "--host", HOST, "--port", str(self.port),
-                "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+        return [*self.argv, "--host", HOST, "--port", str(self.port), "--workers", str(workers),
+                "--log-level", "warning"]
 
     def start(self, workers: int, env: dict[str, str]) -> "Server":
         self.log = tempfile.TemporaryFile()
@@ -216,8 +219,9 @@ def run_service_bench(redis_url: str, database_url: str, *, workers: int = 2, us
 
     key, secret = bench_key(database_url)
     env = server_env(redis_url, database_url)
-    service = Server("service", "wedcache.service:create_app", free_port(), "/healthz")
-    bare = Server("bare", "loadtests.bare_app:create_app", free_port(), QUERY_PATH)
+    service = Server("service", [sys.executable, "-m", "wedcache", "serve"], free_port(), "/healthz")
+    bare = Server("bare", [sys.executable, "-m", "wedcache.service.server", "loadtests.bare_app:create_app"],
+                  free_port(), QUERY_PATH)
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="wedcache-bare-") as scratch:
         stack.enter_context(serving(service, workers, env))
         warmup, body = warm(service.url, secret, requests=4 * workers + 4)

@@ -31,9 +31,8 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     With several workers, Prometheus values are shared through PROMETHEUS_MULTIPROC_DIR
     (a temporary folder unless set; an existing one should be empty).
     """
-    import uvicorn
-
     from .. import services
+    from ..service.server import run_uvicorn
     from ..services import DATABASE_ENV, REDIS_ENV
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -46,8 +45,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     with multiprocess_metrics(workers):
         typer.echo(f"wedcache listening on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''})",
                    err=True)
-        uvicorn.run("wedcache.service:create_app", factory=True, host=host, port=port, workers=workers,
-                    log_level=log_level, timeout_graceful_shutdown=30, access_log=False)
+        run_uvicorn("wedcache.service:create_app", host=host, port=port, workers=workers, log_level=log_level)
 
 
 @contextmanager
