@@ -143,3 +143,18 @@ def test_a_memory_only_cache_stores_straight_into_the_memory_tier(clock, policy)
     cache = TieredCache([memory], clock=clock, policy=policy)
     cache.set("acme", "q", CTX, "a")
     assert memory.stats()["entries"] == 1 and cache.stats()["tiers"]["memory"]["entries"] == 1
+
+
+def test_answer_from_memory_answers_only_fresh_memory_hits_and_counts_them_once(cache, clock, org_id):
+    service = WeddingAICacheService(cache, SimulatedOrigin(clock, latency_median_ms=0, latency_p95_ms=0).answer)
+    assert service.answer_from_memory(org_id, "barn venues", CTX) is None  # a miss: answer() must run
+    assert cache.requests == 0
+    first = service.answer(org_id, "barn venues", CTX)
+    hit = service.answer_from_memory(org_id, "barn venues", CTX)
+    assert hit.x_cache == "HIT-memory" and hit.body["data"] == first.body["data"] and hit.body["cached"] is True
+    assert (cache.requests, cache.hits) == (2, 1)
+    assert service.answer_from_memory(org_id, "barn venues", CTX, {"forceRefresh": True}) is None
+    clock.advance(FLORIST_NYC_JUNE + 1)  # expired (a grace-window answer needs a refresh: not this path)
+    assert service.answer_from_memory(org_id, "barn venues", CTX) is None
+    with pytest.raises(ContextError, match="weddingContext.guestCount"):
+        service.answer_from_memory(org_id, "barn venues", {**CTX, "guestCount": -3})

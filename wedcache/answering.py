@@ -93,6 +93,23 @@ class WeddingAICacheService:
         result = self.cache.get_or_compute(
             org_id, query, ctx, lambda: self.origin(query, ctx), cache_type=cache_type or infer_cache_type(ctx),
             force_refresh=opts.force_refresh, max_age=opts.max_age)
+        return self._answered(result, started, ctx, opts)
+
+    def answer_from_memory(self, org_id: str, query: str, context: WeddingContext | dict | None = None,
+                           options: QueryOptions | dict | None = None, *,
+                           cache_type: str | None = None) -> "Answered | None":
+        """:meth:`answer` when the memory tier holds a fresh answer (no I/O: the HTTP service
+        calls it on its event loop); ``None`` when :meth:`answer` must run (a miss, a lower
+        tier, a stale entry, ``forceRefresh``)."""
+        started = self.cache.clock.now()
+        ctx, opts = parse_context(context), QueryOptions.parse(options)
+        if opts.force_refresh:
+            return None
+        result = self.cache.get_in_memory(org_id, query, ctx, cache_type=cache_type or infer_cache_type(ctx),
+                                          max_age=opts.max_age)
+        return None if result is None else self._answered(result, started, ctx, opts)
+
+    def _answered(self, result: CacheResult, started: float, ctx: WeddingContext, opts: QueryOptions) -> "Answered":
         elapsed_ms = (self.cache.clock.now() - started) * 1000
         self.total_ms += elapsed_ms
         return Answered(self.response(result, elapsed_ms, opts.include_analytics), result, elapsed_ms, ctx)

@@ -33,6 +33,8 @@ Role = Literal["member", "admin"]
 PLANS: tuple[str, ...] = ("authenticated", "premium", "enterprise")
 ROLES: tuple[str, ...] = ("member", "admin")
 SECRET_PREFIX = "wc_"
+NOT_REMEMBERED = object()
+"""What :meth:`ApiKeyStore.remembered` answers for a secret it has not verified lately."""
 
 _COLUMNS = "id::text, organization_id::text, plan, role, key_prefix, label, " \
            "extract(epoch from created_at), extract(epoch from revoked_at)"
@@ -123,6 +125,14 @@ class ApiKeyStore:
         with self._lock:
             self._verified.clear()
         return ApiKey.from_row(row) if row else None
+
+    def remembered(self, secret: str) -> "ApiKey | None | object":
+        """What :meth:`verify` would answer from this process's memory (no I/O), or
+        :data:`NOT_REMEMBERED` when it must ask the database."""
+        if not secret.startswith(SECRET_PREFIX) or len(secret) > 200:
+            return None
+        with self._lock:
+            return self._verified.get(hash_secret(secret), NOT_REMEMBERED)
 
     def verify(self, secret: str) -> ApiKey | None:
         """The live key whose secret is ``secret``, or ``None`` (unknown or revoked).

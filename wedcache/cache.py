@@ -246,6 +246,30 @@ class TieredCache:
                 self.coalesced += 1
         return result
 
+    def get_in_memory(self, org_id: str, query: str, context: WeddingContext | dict | None, *,
+                      cache_type: str = "general", max_age: float | None = None) -> CacheResult | None:
+        """The answer :meth:`get_or_compute` would give when the memory tier holds it fresh,
+        counted as that request and hit; ``None`` otherwise, with nothing counted (the caller
+        then asks :meth:`get_or_compute`). No I/O: an event loop may call it inline.
+
+        :raises ContextError: for an invalid query, context or cache type (naming the field).
+        """
+        if self.memory is None:
+            return None
+        org, ctx = organization_uuid(org_id), parse_context(context)
+        key = cache_key(org, check_query(query), ctx, check_cache_type(cache_type))
+        entry, now = self.memory.get(key), self._now()
+        if entry is None or entry.expires_at <= now or (max_age is not None and now - entry.created_at > max_age):
+            return None
+        self._memory_counters.hits += 1
+        with self._count_lock:
+            self.requests += 1
+            self.hits += 1
+        self._fire_hit(key, "memory", entry, now)
+        if self.codec is not None:
+            entry = self._open(entry, "memory")
+        return CacheResult(entry.value, True, "memory", now - entry.created_at, key, False)
+
     def _revalidate(self, key: str, org: str, query: str, ctx: WeddingContext, compute: Callable[[], Any],
                     cache_type: str, max_age: float | None) -> None:
         """Refresh ``key`` in the background unless a computation for it is already running."""

