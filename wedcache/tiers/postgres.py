@@ -157,7 +157,7 @@ class PostgresTier:
             finally:
                 pool.putconn(conn)
         except _ERRORS as exc:
-            raise TierUnavailable(self.name, exc) from exc
+            raise self._unavailable(exc) from exc
         if row is None:
             return None
         self._access.hit(key)
@@ -251,7 +251,19 @@ class PostgresTier:
             with self._pool.connection(self._checkout_timeout) as conn:
                 yield conn
         except _ERRORS as exc:
-            raise TierUnavailable(self.name, exc) from exc
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: Exception) -> TierUnavailable:
+        """``exc`` as the tier's error; a broken connection (a server restart) also makes the
+        pool test its idle connections and replace the dead ones, so the failures after a
+        restart are not one per pooled connection. (Checking at every checkout would cost a
+        round trip per hit.)"""
+        if isinstance(exc, psycopg.OperationalError):
+            try:
+                self._pool.check()
+            except _ERRORS:
+                pass
+        return TierUnavailable(self.name, exc)
 
     def _warm_up(self) -> None:
         """Wait (one checkout timeout at most) for the first connection; a down server is fine."""
@@ -290,10 +302,7 @@ def _open_pool(url: str, timeout_ms: int, pool_max: int, checkout_timeout: float
     return psycopg_pool.ConnectionPool(url, connection_class=TierConnection, kwargs=kwargs, min_size=1,
                                        max_size=pool_max, open=True,
                                        timeout=checkout_timeout, reconnect_timeout=RECONNECT_TIMEOUT,
-                                       configure=_configure, name="wedcache-postgres",
-                                       check=psycopg_pool.ConnectionPool.check_connection)
-    # ``check``: a connection broken by a server restart is replaced at checkout instead of
-    # failing the first operations after the restart (and re-opening the breaker).
+                                       configure=_configure, name="wedcache-postgres")
 
 
 def _configure(conn: TierConnection) -> None:
