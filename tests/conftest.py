@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import psycopg
 import pytest
@@ -48,10 +50,24 @@ def redis_url(services) -> str:
 @pytest.fixture(scope="session")
 def database_url(services):
     """A database created for this test session (dropped at its end), as a URL."""
-    name = f"wedcache_test_{uuid.uuid4().hex[:12]}"
-    _admin(services.database_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield svc.with_database(services.database_url, name)
-    _admin(services.database_url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with scratch_database(services.database_url, "wedcache_test") as url:
+        yield url
+
+
+@contextmanager
+def scratch_database(server_url: str, prefix: str, *, migrate: bool = False) -> Iterator[str]:
+    """A new database ``<prefix>_<random>`` on ``server_url``'s server (migrated when asked),
+    dropped on exit; yields its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    _admin(server_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = svc.with_database(server_url, name)
+    try:
+        if migrate:
+            from wedcache.migrations import apply_migrations
+            apply_migrations(url)
+        yield url
+    finally:
+        _admin(server_url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _admin(url: str, statement: sql.Composed) -> None:

@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import threading
-import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from psycopg import sql
+from conftest import scratch_database
 
 from wedcache.keys import CACHE_TYPES
 from wedcache.migrations import apply_migrations, available_migrations, pending_migrations
@@ -67,15 +65,10 @@ ENUMS = {
 
 
 @pytest.fixture
-def fresh_database_url(database_url):
+def fresh_database_url(services):
     """A new, empty database on the test server, dropped afterwards."""
-    name = f"wedcache_mig_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    parts = urlsplit(database_url)
-    yield urlunsplit(parts._replace(path="/" + name))
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    with scratch_database(services.database_url, "wedcache_mig") as url:
+        yield url
 
 
 def columns(url: str, table: str) -> list[tuple[str, str, bool]]:

@@ -12,11 +12,10 @@ import json
 import uuid
 from datetime import datetime, timedelta, timezone
 
-import psycopg
 import psycopg_pool
 import pytest
-from psycopg import sql
 from psycopg.types.json import Jsonb
+from conftest import scratch_database
 from typer.testing import CliRunner
 
 from wedcache import services as svc
@@ -25,7 +24,6 @@ from wedcache.clock import ManualClock, SystemClock, today
 from wedcache.config import load_settings
 from wedcache.entry import CacheEntry
 from wedcache.maintenance import delete_expired, purge_past_retention
-from wedcache.migrations import apply_migrations
 from wedcache.ops.analytics import analytics
 from wedcache.ops.config_review import review_config
 from wedcache.ops.scaling_status import scaling_status
@@ -38,31 +36,18 @@ SUMMER = datetime(2026, 6, 6, 12, tzinfo=timezone.utc)  # a Saturday
 
 
 # -- fixtures ------------------------------------------------------------------------------
-def _admin(url: str, statement: sql.Composed) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(statement)
-
-
 @pytest.fixture
 def fresh_database(services):
     """A migrated database of this test's own, dropped afterwards."""
-    name = f"wedcache_ops_{uuid.uuid4().hex[:12]}"
-    _admin(services.database_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = svc.with_database(services.database_url, name)
-    apply_migrations(url)
-    yield url
-    _admin(services.database_url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with scratch_database(services.database_url, "wedcache_ops", migrate=True) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def module_database(services):
     """A migrated database shared by this module's read-only tests."""
-    name = f"wedcache_ops_{uuid.uuid4().hex[:12]}"
-    _admin(services.database_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = svc.with_database(services.database_url, name)
-    apply_migrations(url)
-    yield url
-    _admin(services.database_url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with scratch_database(services.database_url, "wedcache_ops", migrate=True) as url:
+        yield url
 
 
 @pytest.fixture
