@@ -15,6 +15,7 @@ from starlette.responses import Response
 from ...apikeys import ApiKey
 from ..auth import caller
 from ..errors import ApiError
+from ..injection import find_injection, refuse_injection
 from ..models import COMMON_ERRORS, _Body, errors, json_response
 
 router = APIRouter(tags=["cache"])
@@ -38,6 +39,9 @@ def invalidate(body: InvalidateBody, request: Request, key: ApiKey = Depends(cal
         raise ApiError("CACHE_007", "a global invalidation needs an admin key", {"field": "scope"})
     if any(len(p) > 200 for p in body.patterns or ()):
         raise ApiError("CACHE_001", "patterns: each pattern must be at most 200 characters", {"field": "patterns"})
+    found = find_injection({"patterns": body.patterns or (), "weddingId": [body.wedding_id]})
+    if found is not None:
+        refuse_injection(state, request, key, found)
     removed = state.cache.invalidate_per_tier(
         scope=body.scope, org_id=None if body.scope == "global" else key.organization_id,
         wedding_id=body.wedding_id, cache_types=body.cache_types, patterns=body.patterns,

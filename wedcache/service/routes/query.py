@@ -1,7 +1,8 @@
 """``POST /api/ai-cache/query``: the request path of the whole service.
 
 Authenticate and rate-limit the key (:func:`~wedcache.service.auth.caller`), validate the
-body (a bad ``weddingContext`` field is ``CACHE_005``), ask
+body (a bad ``weddingContext`` field is ``CACHE_005``; text with injection signatures is
+``CACHE_007``, audited: :mod:`~wedcache.service.injection`), ask
 :class:`~wedcache.answering.WeddingAICacheService` (memory -> Redis -> PostgreSQL -> origin,
 scoped to the key's organization), record the request's metrics, and answer the source
 document's body with ``X-Cache: HIT-<tier>|MISS``.
@@ -19,6 +20,7 @@ from starlette.responses import Response
 
 from ...apikeys import ApiKey
 from ..auth import caller
+from ..injection import find_injection, refuse_injection
 from ..models import COMMON_ERRORS, QueryBody, QueryResponse, errors, json_response
 
 router = APIRouter(tags=["cache"])
@@ -26,10 +28,15 @@ router = APIRouter(tags=["cache"])
 
 @router.post("/api/ai-cache/query", response_model=None, summary="Answer a wedding-planning query through the cache",
              responses={200: {"model": QueryResponse, "headers": {"X-Cache": {"schema": {"type": "string"}}}},
-                        **errors(*COMMON_ERRORS, "CACHE_005")})
+                        **errors(*COMMON_ERRORS, "CACHE_005", "CACHE_007")})
 async def query(body: QueryBody, request: Request, key: ApiKey = Depends(caller)) -> Response:
     state = request.app.state.wedcache
-    asked = (key.organization_id, body.query, body.wedding_context, body.options)
+    context = body.wedding_context
+    found = find_injection({"query": [body.query], "weddingContext.location": [context and context.location],
+                            "weddingContext.weddingId": [context and context.wedding_id]})
+    if found is not None:
+        await run_in_threadpool(refuse_injection, state, request, key, found)
+    asked = (key.organization_id, body.query, context, body.options)
     answered = state.answering.answer_from_memory(*asked)
     if answered is None:
         answered = await run_in_threadpool(state.answering.answer, *asked)
