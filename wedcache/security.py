@@ -30,8 +30,9 @@ tier (``-1`` in its counts) raises :class:`ComplianceIssue` (``CACHE_008``) carr
 done; what was removed elsewhere stays removed, and the request can be repeated. A report or
 an integrity check over an unavailable tier answers with ``complete: false``.
 
-**Scope.** Only this process's memory tier is reached; another replica's memory keeps its
-copies until they expire (there is no cross-replica invalidation yet). Audit rows belong to
+**Scope.** Deletion goes through the cache's invalidation path: this process's tiers, and,
+through the service's :class:`~wedcache.coherence.InvalidationBus`, every other replica's
+memory tier (a replica that missed the message drops its memory tier on reconnect). Audit rows belong to
 the organization whose data is acted on; they are not deleted by a deletion request (they are
 the record of it) and are reported with their retention.
 """
@@ -212,8 +213,7 @@ class CacheSecurityManager:
         unreached = [name for name, n in removed.items() if n < 0]
         result = {"organizationId": org, "weddingIds": weddings, "userId": user_id, "removed": removed,
                   "total": sum(n for n in removed.values() if n > 0), "complete": not unreached,
-                  "scope": "this replica's memory tier, Redis and PostgreSQL; other replicas' memory keeps "
-                           "copies until they expire"}
+                  "scope": "memory tiers of every replica (through the invalidation bus), Redis and PostgreSQL"}
         self._audit(actor, org, "GDPR_DELETION", "DATA_SUBJECT", result, "high" if unreached else "medium",
                     resource_id=user_id or wedding_id)
         if unreached:

@@ -34,6 +34,7 @@ from ..assembly import build_cache
 from ..audit import AuditEvent, AuditLog
 from ..cache import TieredCache
 from ..clock import Clock, SystemClock, today
+from ..coherence import InvalidationBus
 from ..config import Settings, load_settings
 from ..encryption import EntrySealer, load_key
 from ..errors import ServiceError
@@ -101,6 +102,10 @@ class ServiceState:
                     MetricsBuffer(database_url))
         state.closers += [cache.close, pool.close, client.close, getattr(origin, "close", lambda: None),
                           _every(SCALING_TICK_SECONDS, automator.tick)]
+        if cache.memory is not None:  # other replicas' invalidations reach this memory tier
+            bus = InvalidationBus(redis_url, cache.memory)
+            cache.events.invalidate.add_listener(bus.publish)
+            state.closers.append(bus.close)
         # closed in reverse: the gauge timer stops, the buffer flushes, then this worker's gauges go
         state.closers += [state.metrics.close, state.metrics_buffer.close,
                           _every(GAUGE_SECONDS, state.refresh_gauges)]
