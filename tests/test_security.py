@@ -177,18 +177,22 @@ def test_deletion_by_wedding_empties_every_tier_of_that_wedding_only(app, store,
                                                            {"memory": 2, "redis": 2, "postgres": 2})
 
 
-def test_deletion_by_user_needs_a_mapping_or_is_cache_008(app, store, migrated_database_url):
+def test_deletion_by_user_reaches_the_weddings_recorded_for_them_or_is_cache_008(app, store,
+                                                                                   migrated_database_url):
     org, secret = new_key(store, role="admin")
     user = str(uuid.uuid4())
     refused = error(act(app, secret, "handleDataDeletionRequest", organizationId=org, userId=user), 409, "CACHE_008")
     assert refused["details"]["field"] == "userId" and "weddingId" in refused["message"]
     assert audit_rows(migrated_database_url, org, "GDPR_DELETION")[0][0] == "medium"
-    # A deployment that links users to weddings passes the link to the manager.
     ask(app, secret, "barn venues near Austin", {**BUDGET_CONTEXT, "weddingId": "w-user-1"})
-    manager = CacheSecurityManager.from_state(app.app.state.wedcache,
-                                              user_weddings=lambda o, u: ["w-user-1"] if u == user else [])
-    result = manager.handle_data_deletion_request(org, user_id=user)
-    assert result["removed"] == {"memory": 1, "redis": 1, "postgres": 1} and result["userId"] == user
+    ask(app, secret, "florists near Austin", {**BUDGET_CONTEXT, "weddingId": "w-other"})
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:  # the product records the couple
+        conn.execute("INSERT INTO wedding_members (wedding_id, user_id) VALUES (%s, %s)",
+                     (organization_uuid("w-user-1", "weddingId"), user))
+    done = act(app, secret, "handleDataDeletionRequest", organizationId=org, userId=user)
+    assert done.status_code == 200
+    assert done.json()["removed"] == {"memory": 1, "redis": 1, "postgres": 1}
+    assert len(pg_rows(migrated_database_url, org)) == 1  # the other wedding's entry stays
 
 
 def test_deletion_with_a_tier_down_is_cache_008_and_reports_it(local_redis, store, services, migrated_database_url):

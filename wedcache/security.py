@@ -14,9 +14,10 @@ integrity check is about every copy. Five operations, each writing one audit row
 - :meth:`~CacheSecurityManager.handle_data_deletion_request` (``GDPR_DELETION``): removes a
   wedding's entries from every tier through the cache's invalidation path. A user maps to
   entries only through the weddings they belong to: no entry records a user (the wedding
-  context accepts no user field and the schema links no user to a wedding), so a ``userId``
-  is resolved by the ``user_weddings`` hook the deployment provides; without one the request
-  is a :class:`ComplianceIssue` rather than a success that deleted nothing.
+  context accepts no user field), so a ``userId`` is resolved by the ``user_weddings`` hook —
+  in the service :func:`wedding_members`, the ``wedding_members`` table the product fills
+  (migration 0005); a user with no recorded wedding is a :class:`ComplianceIssue` rather than
+  a success that deleted nothing.
 - :meth:`~CacheSecurityManager.audit_security_violations`: recent ``SECURITY_VIOLATION`` rows
   counted by risk level.
 - :meth:`~CacheSecurityManager.encrypt_sensitive_data` (``ENCRYPTION``): re-seals, with
@@ -66,6 +67,17 @@ UserWeddings = Callable[[str, str], Iterable[str]]
 """``(organization_id, user_id) -> wedding ids`` the user is a data subject of."""
 
 
+def wedding_members(pool: psycopg_pool.ConnectionPool) -> UserWeddings:
+    """The :data:`UserWeddings` of the ``wedding_members`` table (migration 0005)."""
+    def weddings_of(org: str, user_id: str) -> list[str]:
+        with pool.connection() as conn:
+            rows = conn.execute("SELECT m.wedding_id::text FROM wedding_members m JOIN weddings w ON w.id = "
+                                "m.wedding_id WHERE w.organization_id = %s AND m.user_id = %s",
+                                (org, organization_uuid(user_id, "userId"))).fetchall()
+        return [wedding for (wedding,) in rows]
+    return weddings_of
+
+
 class ComplianceIssue(WedcacheError):
     """A request the GDPR obligations cannot be met for as asked (``CACHE_008``); ``details`` says what was done."""
 
@@ -109,6 +121,7 @@ class CacheSecurityManager:
     @classmethod
     def from_state(cls, state: Any, **kwargs: Any) -> "CacheSecurityManager":
         """The manager of a :class:`~wedcache.service.state.ServiceState`."""
+        kwargs.setdefault("user_weddings", wedding_members(state.pool))
         return cls(state.cache, state.auditor, state.pool, clock=state.clock,
                    retention_days=state.settings.gdpr_retention_days, **kwargs)
 
@@ -207,6 +220,10 @@ class CacheSecurityManager:
                 "userId: no cache entry records a user and this deployment links no user to weddings; name the "
                 "user's weddingId instead", {"field": "userId", "userId": user_id}))
         weddings = self._weddings(org, wedding_id, user_id)
+        if not weddings:
+            self._refuse(actor, org, "GDPR_DELETION", "DATA_SUBJECT", ComplianceIssue(
+                "userId: no wedding of this user is recorded (wedding_members); name the user's weddingId instead",
+                {"field": "userId", "userId": user_id}))
         removed = {tier.name: 0 for tier in self.cache.tiers}
         for wedding in weddings:
             _add_counts(removed, self.cache.invalidate_per_tier(scope="wedding", org_id=org, wedding_id=wedding))
