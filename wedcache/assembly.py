@@ -1,9 +1,12 @@
-"""Putting a cache together from settings: :func:`build_cache`, :func:`build_service`.
+"""Putting a cache together from settings: :func:`build_cache`, :func:`build_service`,
+:func:`build_origin`, :func:`build_sealer`.
 
 The one place that knows which tier classes make up the production cache, so the CLI,
 the HTTP service, the benchmark and the tests build it the same way.
 """
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from .answering import WeddingAICacheService
 from .cache import EntryCodec, TieredCache
@@ -14,6 +17,9 @@ from .policy import Policy, load_policy
 from .singleflight import RedisLocks
 from .tiers.memory import MemoryTier
 from .ttl import VendorCacheOptimizer
+
+if TYPE_CHECKING:
+    from .encryption import EntrySealer
 
 
 def build_cache(settings: Settings | None = None, *, clock: Clock | None = None, policy: Policy | None = None,
@@ -47,3 +53,24 @@ def build_service(cache: TieredCache, origin: SimulatedOrigin | None = None) -> 
     """A :class:`WeddingAICacheService` over ``cache`` with a simulated origin on its clock."""
     origin = origin or SimulatedOrigin(cache.clock)
     return WeddingAICacheService(cache, origin.answer)
+
+
+def build_origin(settings: Settings, clock: Clock) -> Any:
+    """The OpenAI-compatible API at ``AI_CACHE_ORIGIN_URL``, else the simulated origin (the
+    service's choice; ``wedcache cache warm`` makes the same)."""
+    if settings.origin_url:
+        from .chat_origin import ChatCompletionsOrigin
+        return ChatCompletionsOrigin(settings.origin_url, settings.origin_model, settings.origin_api_key, clock=clock,
+                                     timeout_seconds=8.0)  # 3 tries and waits stay under the 30 s peer lock
+    return SimulatedOrigin(clock, latency_median_ms=settings.origin_latency_median_ms,
+                           latency_p95_ms=max(settings.origin_latency_p95_ms, settings.origin_latency_median_ms),
+                           cost_per_call_usd=settings.origin_cost_per_call_usd, seed=None)
+
+
+def build_sealer(settings: Settings) -> "EntrySealer":
+    """The entry codec of ``settings``: encryption per ``AI_CACHE_ENCRYPTION_ENABLED``, the key
+    from ``AI_CACHE_ENCRYPTION_KEY`` or the state folder (see :func:`~wedcache.encryption.load_key`)."""
+    from .encryption import EntrySealer, load_key
+    from .services import state_dir_path
+
+    return EntrySealer(load_key(settings.encryption_key, state_dir_path()), encrypt=settings.encryption_enabled)

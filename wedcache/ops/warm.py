@@ -33,14 +33,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..answering import WeddingAICacheService, infer_cache_type
-from ..assembly import build_cache
+from ..assembly import build_cache, build_origin, build_sealer
 from ..clock import Clock
 from ..config import Settings
 from ..context import WeddingContext, check_query, parse_context
-from ..encryption import EntrySealer, load_key
 from ..errors import InvalidInput, WedcacheError
 from ..keys import cache_key, check_cache_type, organization_uuid
-from ..services import state_dir_path
 
 FIELDS = ("query", "weddingContext", "organizationId", "cacheType")
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -93,12 +91,9 @@ class Warmer:
     """Answers warm items through the service's cache and origin (see the module docstring)."""
 
     def __init__(self, settings: Settings, clock: Clock, *, redis_url: str, database_url: str):
-        from ..service.state import _origin  # the service's choice of origin, reused
-
-        sealer = EntrySealer(load_key(settings.encryption_key, state_dir_path()), encrypt=settings.encryption_enabled)
         self.cache = build_cache(settings, clock=clock, redis_url=redis_url, database_url=database_url,
-                                 memory=False, codec=sealer)
-        self.origin = _origin(settings, clock)
+                                 memory=False, codec=build_sealer(settings))
+        self.origin = build_origin(settings, clock)
         self.service = WeddingAICacheService(self.cache, self.origin.answer)
 
     def run(self, items: list[WarmItem], errors: list[LineError], *, file: str = "",

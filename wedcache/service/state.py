@@ -30,22 +30,20 @@ from redis.retry import Retry
 
 from ..answering import Answered, WeddingAICacheService
 from ..apikeys import ApiKey, ApiKeyStore
-from ..assembly import build_cache
+from ..assembly import build_cache, build_origin, build_sealer
 from ..audit import AuditEvent, AuditLog
 from ..cache import TieredCache
 from ..clock import Clock, SystemClock, today
 from ..coherence import InvalidationBus
 from ..config import Settings, load_settings
-from ..encryption import EntrySealer, load_key
 from ..errors import ServiceError
 from ..metrics import MetricRow, MetricsBuffer, ServiceMetrics
 from ..migrations import apply_migrations, pending_migrations
-from ..origin import SimulatedOrigin
 from ..policy import Policy, load_policy
 from ..ratelimit import RateLimiter
 from ..scaling import SeasonalScalingAutomator
 from ..seasonal_control import SeasonalControl
-from ..services import DATABASE_ENV, REDIS_ENV, ensure_services, redact, state_dir_path
+from ..services import DATABASE_ENV, REDIS_ENV, ensure_services, redact
 
 SCALING_TICK_SECONDS = 60.0
 GAUGE_SECONDS = 5.0
@@ -84,10 +82,10 @@ class ServiceState:
         redis_url, database_url = _servers(settings)
         _migrate(database_url, migrate)
         policy = load_policy(settings.policy_file)
-        sealer = EntrySealer(load_key(settings.encryption_key, state_dir_path()), encrypt=settings.encryption_enabled)
+        sealer = build_sealer(settings)
         cache = build_cache(settings, clock=clock, policy=policy, redis_url=redis_url, database_url=database_url,
                             codec=sealer)
-        origin = _origin(settings, clock)
+        origin = build_origin(settings, clock)
         pool = psycopg_pool.ConnectionPool(database_url, min_size=1, max_size=8, open=True, name="wedcache-service",
                                            kwargs={"autocommit": True, "connect_timeout": 2})
         client = redis.Redis.from_url(redis_url, socket_timeout=0.05, socket_connect_timeout=0.05,
@@ -194,14 +192,3 @@ def _migrate(database_url: str, migrate: bool) -> None:
         raise ServiceError(f"the database {redact(database_url)} lacks migrations {', '.join(pending)}: "
                            "run `wedcache migrate` first")
     log.info("applying migrations %s", ", ".join(apply_migrations(database_url)) or "(done by another worker)")
-
-
-def _origin(settings: Settings, clock: Clock) -> Any:
-    """The OpenAI-compatible API at ``AI_CACHE_ORIGIN_URL``, else the simulated origin."""
-    if settings.origin_url:
-        from ..chat_origin import ChatCompletionsOrigin
-        return ChatCompletionsOrigin(settings.origin_url, settings.origin_model, settings.origin_api_key, clock=clock,
-                                     timeout_seconds=8.0)  # 3 tries and waits stay under the 30 s peer lock
-    return SimulatedOrigin(clock, latency_median_ms=settings.origin_latency_median_ms,
-                           latency_p95_ms=max(settings.origin_latency_p95_ms, settings.origin_latency_median_ms),
-                           cost_per_call_usd=settings.origin_cost_per_call_usd, seed=None)
