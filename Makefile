@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # `make test FULL=1` also runs the tests marked slow.
 MARKERS := $(if $(FULL),,-m "not slow")
 
-.PHONY: venv test test-full run bench bench-sim bench-service services-up services-down clean
+.PHONY: venv test test-full run bench bench-sim bench-service perf-gate services-up services-down clean
 
 venv: $(STAMP)
 
@@ -45,6 +45,11 @@ bench: venv
 
 bench-sim: venv
 	$(WEDCACHE) bench-sim
+
+# The CI performance gate: serve on loopback, load with Locust, check the SLA (exit 1 on a breach).
+# PROFILE=full targets the source document's figures.
+perf-gate: venv
+	$(WEDCACHE) gate run --profile $(or $(PROFILE),ci)
 
 # The HTTP service's cached-query endpoint against a bare FastAPI endpoint, under Locust.
 bench-service: venv
