@@ -97,16 +97,14 @@ def add_entry(pool, org: str, *, created: datetime, ttl: float = 3600, key: str 
               read_after: float = 0.0) -> str:
     """One ``ai_cache_entries`` row; ``read_after``: seconds from storing to the last read."""
     key = key or key_of(org, cache_type)
-    with pool.connection() as conn:
-        conn.execute("INSERT INTO organizations (id) VALUES (%s) ON CONFLICT DO NOTHING", (org,))
-        conn.execute(
-            "INSERT INTO ai_cache_entries (cache_key, cache_value, ttl_seconds, created_at, expires_at, organization_id, "
-            "cache_type, market_tier, vendor_type, vendor_types, query_text, access_count, last_accessed_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::vendor_type_enum[], %s, %s, %s)",
-            (key, Jsonb(value if value is not None else {"answer": "x"}), round(ttl), created,
-             created + timedelta(seconds=ttl), org, cache_type, market_tier,
-             vendor_types[0] if vendor_types else None, list(vendor_types), query, access_count,
-             created + timedelta(seconds=read_after)))
+    insert_row(pool, org,
+               "INSERT INTO ai_cache_entries (cache_key, cache_value, ttl_seconds, created_at, expires_at, "
+               "organization_id, cache_type, market_tier, vendor_type, vendor_types, query_text, access_count, "
+               "last_accessed_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::vendor_type_enum[], %s, %s, %s)",
+               (key, Jsonb(value if value is not None else {"answer": "x"}), round(ttl), created,
+                created + timedelta(seconds=ttl), org, cache_type, market_tier,
+                vendor_types[0] if vendor_types else None, list(vendor_types), query, access_count,
+                created + timedelta(seconds=read_after)))
     return key
 
 
@@ -114,14 +112,19 @@ def add_request(pool, org: str, *, at: datetime, ms: float, hit: bool, key: str 
                 market_tier: str = "tier_3", vendor_type: str | None = None, season: str = "summer",
                 tier: str | None = None) -> None:
     """One per-request metric row, as :class:`~wedcache.metrics.MetricsBuffer` writes it."""
+    insert_row(pool, org,
+               "INSERT INTO ai_cache_performance_metrics (organization_id, metric_type, metric_value, recorded_at, "
+               "cache_key, response_time_ms, market_tier, tier, vendor_type, season) "
+               "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+               (org, "hit" if hit else "miss", ms, at, key or key_of(org), round(ms), market_tier,
+                (tier or "redis") if hit else None, vendor_type, season))
+
+
+def insert_row(pool, org: str, statement: str, params: tuple) -> None:
+    """``statement`` with ``params``, after making sure ``org``'s organization row exists."""
     with pool.connection() as conn:
         conn.execute("INSERT INTO organizations (id) VALUES (%s) ON CONFLICT DO NOTHING", (org,))
-        conn.execute(
-            "INSERT INTO ai_cache_performance_metrics (organization_id, metric_type, metric_value, recorded_at, "
-            "cache_key, response_time_ms, market_tier, tier, vendor_type, season) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (org, "hit" if hit else "miss", ms, at, key or key_of(org), round(ms), market_tier,
-             (tier or "redis") if hit else None, vendor_type, season))
+        conn.execute(statement, params)
 
 
 def add_audit(pool, org: str, *, at: datetime, action: str = "CACHE_INVALIDATE", resource: str = "AI_QUERY",

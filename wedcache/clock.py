@@ -64,3 +64,8 @@ class ManualClock:
 def today(clock: Clock) -> date:
     """The clock's current calendar date, in UTC."""
     return datetime.fromtimestamp(clock.now(), tz=timezone.utc).date()
+
+
+def iso_utc(epoch: float, timespec: str = "milliseconds") -> str:
+    """Epoch seconds as ISO 8601 UTC with a ``Z`` (``2026-06-06T12:00:00.000Z``), to ``timespec``."""
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec=timespec).replace("+00:00", "Z")

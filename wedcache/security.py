@@ -50,7 +50,7 @@ import psycopg_pool
 
 from .audit import RISK_LEVELS, AuditEvent, AuditLog
 from .cache import TieredCache
-from .clock import Clock
+from .clock import Clock, iso_utc
 from .encryption import _is_cipher, personal_fields  # one definition of "a ciphertext object"
 from .entry import CacheEntry
 from .errors import InvalidInput, TamperedEntry, TierUnavailable, WedcacheError
@@ -135,7 +135,7 @@ class CacheSecurityManager:
         fields = sorted({name for e in unique.values() for name in personal_fields(e.context)})
         holding = [e for e in unique.values() if personal_fields(e.context)]
         report = {
-            "organizationId": org, "generatedAt": _iso(now), "complete": _complete(listed),
+            "organizationId": org, "generatedAt": iso_utc(now), "complete": _complete(listed),
             "tiers": {name: self._tier_report(found, cutoff) for name, found in listed.items()},
             "totals": {"entries": len(unique), "personalDataEntries": len(holding),
                        "unencryptedPersonalDataEntries": sum(1 for e in holding if not self._encrypted(e))},
@@ -171,7 +171,7 @@ class CacheSecurityManager:
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:  # the report says it could not count them
             log.warning("audit retention not read: %s", exc)
             return unknown
-        return {"rows": rows, "oldestRowAt": _iso(float(oldest)) if oldest is not None else None,
+        return {"rows": rows, "oldestRowAt": iso_utc(float(oldest)) if oldest is not None else None,
                 "rowsPastRetention": past}
 
     def _article_30(self, org: str, fields: list[str]) -> dict[str, Any]:
@@ -253,9 +253,9 @@ class CacheSecurityManager:
         rows = self.auditor.recent(org, action_type="SECURITY_VIOLATION", since=since, limit=limit)
         by_risk = Counter(row["riskLevel"] for row in rows)
         kinds = Counter((row["details"] or {}).get("violation") or row["resourceType"] for row in rows)
-        return {"organizationId": org, "since": _iso(since) if since is not None else None, "total": len(rows),
+        return {"organizationId": org, "since": iso_utc(since) if since is not None else None, "total": len(rows),
                 "byRiskLevel": {level: by_risk.get(level, 0) for level in RISK_LEVELS}, "byViolation": dict(kinds),
-                "violations": [{**row, "createdAt": _iso(row["createdAt"])} for row in rows]}
+                "violations": [{**row, "createdAt": iso_utc(row["createdAt"])} for row in rows]}
 
     # -- encryption ----------------------------------------------------------------------
     def encrypt_sensitive_data(self, org_id: str, actor: Actor | None = None) -> dict[str, Any]:
@@ -454,5 +454,3 @@ def _complete(listed: dict[str, list | None]) -> bool:
     return all(found is not None for found in listed.values())
 
 
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

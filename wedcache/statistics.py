@@ -55,13 +55,13 @@ def cache_statistics(conn_or_pool: psycopg.Connection | psycopg_pool.ConnectionP
     per_tier = {row[1]: row for row in rows if row[0]}
     queries = overall[2]
     return {
-        "hitRate": _ratio(overall[3], queries),
+        "hitRate": ratio(overall[3], queries),
         "averageResponseTime": _ms(overall[7]),
         "totalQueries": queries,
         "cacheSize": cache_size,
-        "memoryCacheHitRate": _ratio(overall[4], queries),
-        "redisCacheHitRate": _ratio(overall[5], queries),
-        "postgresHitRate": _ratio(overall[6], queries),
+        "memoryCacheHitRate": ratio(overall[4], queries),
+        "redisCacheHitRate": ratio(overall[5], queries),
+        "postgresHitRate": ratio(overall[6], queries),
         "seasonalMetrics": dict(seasonal or DEFAULT_SEASONAL),
         "marketTierPerformance": {f"tier{tier[-1]}": _performance(per_tier.get(tier)) for tier in MARKET_TIERS},
     }
@@ -100,11 +100,12 @@ def _performance(row: tuple | None) -> dict[str, Any]:
     """A PerformanceMetrics object from a market tier's row (zeros when it had no queries)."""
     if row is None:
         return {"hitRate": 0.0, "averageResponseTime": 0.0, "p95ResponseTime": 0.0, "totalQueries": 0}
-    return {"hitRate": _ratio(row[3], row[2]), "averageResponseTime": _ms(row[7]),
+    return {"hitRate": ratio(row[3], row[2]), "averageResponseTime": _ms(row[7]),
             "p95ResponseTime": _ms(row[8]), "totalQueries": row[2]}
 
 
-def _ratio(part: int, whole: int) -> float:
+def ratio(part: int, whole: int) -> float:
+    """``part / whole`` to 4 places (0 for an empty whole): every rate the statistics report."""
     return round(part / whole, 4) if whole else 0.0
 
 

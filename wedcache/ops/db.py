@@ -9,16 +9,16 @@ columns a report may group metric rows by, with the label of a row whose column 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 import psycopg_pool
 from psycopg import sql
 
+from ..clock import iso_utc
 from ..errors import InvalidInput
 from ..keys import organization_uuid
 from ..metrics import NO_VENDOR, ORIGIN
-from ..statistics import TIME_RANGES
+from ..statistics import TIME_RANGES, ratio
 
 __all__ = ["GROUPS", "TIME_RANGES", "Window", "rows", "metric_window", "org_clause", "group_column", "iso",
            "ratio", "rounded", "check_choice", "check_limit"]
@@ -100,13 +100,7 @@ def group_column(group_by: str, table: str = "ai_cache_performance_metrics",
 
 def iso(epoch: float | None) -> str | None:
     """Epoch seconds as ISO 8601 UTC (``2026-06-06T12:00:00Z``), to the second."""
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(float(epoch), timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def ratio(part: int, whole: int) -> float:
-    return round(part / whole, 4) if whole else 0.0
+    return iso_utc(float(epoch), "seconds") if epoch is not None else None
 
 
 def rounded(value: float | None, digits: int = 3) -> float | None:

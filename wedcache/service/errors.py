@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from ..clock import iso_utc
 from ..errors import InvalidInput, OriginUnavailable, TamperedEntry
 
 log = logging.getLogger(__name__)
@@ -139,4 +140,4 @@ def _count(request: Request, code: str) -> None:
 def _timestamp(request: Request) -> str:
     state = getattr(request.app.state, "wedcache", None)
     now = state.clock.now() if state is not None else datetime.now(timezone.utc).timestamp()
-    return datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_utc(now)

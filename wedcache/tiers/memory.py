@@ -57,11 +57,8 @@ class MemoryTier:
             if self._by_org is not None:
                 self._index(entry)
                 self._forget(evicted)
-        if evicted:  # inlined _evicted: a fill in steady state evicts (a hot path)
-            self.evictions += len(evicted)
-            if self._on_evict:
-                for gone in evicted:
-                    self._on_evict(gone)
+        if evicted:
+            self._evicted(evicted)
 
     def delete(self, key: str) -> bool:
         with self._lock:

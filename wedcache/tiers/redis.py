@@ -123,18 +123,9 @@ class RedisTier:
             fresh = [k for k in keys if k not in seen]
             seen.update(fresh)
             if fresh:
-                yield from self._read(fresh)
+                yield from self._fetch(fresh)
             if not cursor:
                 return
-
-    def _read(self, keys: list[bytes]) -> Iterator[CacheEntry | Unreadable]:
-        raws = self._call(self.client.mget, keys)
-        gone = [k for k, raw in zip(keys, raws) if raw is None]
-        if gone:
-            self._prune_missing(gone, [])
-        for key, raw in zip(keys, raws):
-            if raw is not None:
-                yield _decoded(key.decode(), raw)
 
     def stats(self) -> dict[str, Any]:
         orgs = self._call(self.client.smembers, ORGS_SET)
@@ -162,13 +153,16 @@ class RedisTier:
     def _load(self, keys: Iterable[bytes], chunk: int = 500) -> list[CacheEntry]:
         """The entries under ``keys``; bytes that do not decode are skipped (an integrity check removes them)."""
         keys = list(keys)
-        found: list[CacheEntry | Unreadable] = []
-        for start in range(0, len(keys), chunk):
-            part = keys[start:start + chunk]
-            raws = self._call(self.client.mget, part)
-            found += [_decoded(k.decode(), raw) for k, raw in zip(part, raws) if raw is not None]
-        self._prune_missing(keys, found)
+        found = [e for start in range(0, len(keys), chunk) for e in self._fetch(keys[start:start + chunk])]
         return [e for e in found if isinstance(e, CacheEntry)]
+
+    def _fetch(self, keys: list[bytes]) -> list[CacheEntry | Unreadable]:
+        """What is stored under ``keys`` (one MGET), decoded; index members whose entry Redis
+        already collected are pruned."""
+        raws = self._call(self.client.mget, keys)
+        found = [_decoded(k.decode(), raw) for k, raw in zip(keys, raws) if raw is not None]
+        self._prune_missing(keys, found)
+        return found
 
     def _prune_missing(self, keys: list[bytes], entries: list[CacheEntry | Unreadable]) -> None:
         """Drop index members whose entry already expired (Redis collected it)."""
