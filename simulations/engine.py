@@ -188,7 +188,7 @@ class Engine:
         """The hot loop: every line runs once per simulated request. A request's index (for
         the few records kept per index) is ``base + len(codes)``, computed only when needed."""
         env, clock, keys, rec = self.env, self.clock, self.keys, self.rec
-        lookup, allow_stale, epoch, miss = self._lookup(), self.allow_stale, clock.epoch, self._miss
+        lookup, allow_stale, epoch, miss = self._lookup(), self.allow_stale, clock.epoch, self._misses()
         debts, lower_hits, base = rec.debts, rec.lower_hits, 0
         due = self.due = env.peek()
         for times, ids in self.source.batches():
@@ -245,27 +245,40 @@ class Engine:
             yield env.timeout(HOUR)
 
     # -- misses and computations -----------------------------------------------------------
-    def _miss(self, q: int, t: float, index: int) -> int:
-        """The outcome of request ``index`` (object ``q`` at ``t``), which missed; starts or
-        joins the computation of the answer."""
-        fill = self.inflight.get(q) if self.inflight else None  # empty while the origin is instant
-        if fill is not None:
-            fill.waiters.append((index, t))
-            return COALESCED
-        last = self.last_expiry[q]
-        if last != last:
-            outcome = MISS_COLD
-        elif t >= last:
-            outcome = MISS_EXPIRED
-            self.rec.overdue.append(t - last)
-        else:
-            outcome = MISS_EVICTED
-        if self.instant:  # no latency, so no queue: store at once; the request waits only
-            self.rec.origin_calls.append(t)  # for the write-through (debt, if modeled tiers charge)
-            self._store_answer(q, self.clock.epoch + t)
-        else:
-            self._compute(q, t, Fill(q, [(index, t)]))
-        return outcome
+    def _misses(self) -> Callable[[int, float, int], int]:
+        """The hot loop's miss handler: ``miss(q, t, index)`` is the outcome of request ``index``
+        (object ``q`` at ``t``), which missed; it starts or joins the computation of the answer.
+
+        A closure over everything it reads, so a miss costs one call before the cache's own:
+        with an instant origin the answer is stored at once (what :meth:`_store_answer` does,
+        inline), and the request waits only for the write-through (debt, if modeled tiers charge)."""
+        inflight, last_expiry, overdue, calls = self.inflight, self.last_expiry, self.rec.overdue, self.rec.origin_calls
+        templates, contexts, epoch = self.templates, self.contexts, self.clock.epoch
+        store, entry_ttl, instant, compute = self.cache.store, self.cache.entry_ttl, self.instant, self._compute
+
+        def miss(q: int, t: float, index: int) -> int:
+            fill = inflight.get(q) if inflight else None  # empty while the origin is instant
+            if fill is not None:
+                fill.waiters.append((index, t))
+                return COALESCED
+            last = last_expiry[q]
+            if last != last:
+                outcome = MISS_COLD
+            elif t >= last:
+                outcome = MISS_EXPIRED
+                overdue.append(t - last)
+            else:
+                outcome = MISS_EVICTED
+            if instant:
+                calls.append(t)
+                now, template = epoch + t, templates[q]
+                entry = template.renewed(now, now + entry_ttl(template.key, contexts[q]))
+                store(entry)
+                last_expiry[q] = entry.expires_at - epoch
+            else:
+                compute(q, t, Fill(q, [(index, t)]))
+            return outcome
+        return miss
 
     def _revalidate(self, q: int, t: float, index: int) -> None:
         """A stale answer was served: refresh it once in the background."""

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import logging
 import os
 import stat
@@ -39,7 +38,7 @@ def make_entry(**changes) -> CacheEntry:
                        expires_at=1_780_003_600.654321, org_id=ORG, cache_type="venue_search",
                        query="rustic barn venues near austin", wedding_id=WEDDING, market_tier="tier_2",
                        vendor_types=("venue", "florist"), context=dict(CONTEXT))
-    return dataclasses.replace(entry, **changes)
+    return entry.replace(**changes)
 
 
 def flip_byte(text: str) -> str:
@@ -131,7 +130,7 @@ def test_flipped_context_ciphertext_is_tampering(sealer):
     {"query": "cheap barn venues near austin"},
 ], ids=lambda change: "+".join(change))
 def test_changed_identity_or_times_is_tampering(sealer, change):
-    moved = dataclasses.replace(sealer.seal(make_entry()), **change)
+    moved = sealer.seal(make_entry()).replace(**change)
     with pytest.raises(TamperedEntry):
         sealer.open(moved)
 
@@ -151,9 +150,9 @@ def test_ciphertext_swapped_between_entries_is_tampering(sealer):
 
 def test_replaced_or_missing_tag_is_tampering(sealer):
     sealed = sealer.seal(make_entry())
-    forged = dataclasses.replace(sealed, value={**sealed.value, "tag": base64.b64encode(b"x" * 32).decode()})
-    broken = dataclasses.replace(sealed, value={"sealed": "v1", "value": sealed.value["value"]})
-    garbled = dataclasses.replace(sealed, value={**sealed.value, "tag": "not base64!"})
+    forged = sealed.replace(value={**sealed.value, "tag": base64.b64encode(b"x" * 32).decode()})
+    broken = sealed.replace(value={"sealed": "v1", "value": sealed.value["value"]})
+    garbled = sealed.replace(value={**sealed.value, "tag": "not base64!"})
     for entry in (forged, broken, garbled):
         with pytest.raises(TamperedEntry):
             sealer.open(entry)
@@ -198,7 +197,7 @@ def test_tag_survives_what_jsonb_does_to_numbers_and_key_order(master_key):
     """PostgreSQL JSONB reorders object keys and reads 1e+16 or -0.0 back as integers."""
     sealer = EntrySealer(master_key, encrypt=False)
     sealed = sealer.seal(make_entry(value={"b": 1e16, "a": -0.0, "c": 2.5}))
-    as_jsonb = dataclasses.replace(sealed, value={"value": {"a": 0, "b": 10**16, "c": 2.5}, "tag": sealed.value["tag"],
+    as_jsonb = sealed.replace(value={"value": {"a": 0, "b": 10**16, "c": 2.5}, "tag": sealed.value["tag"],
                                                   "sealed": "v1"})
     assert sealer.verify(as_jsonb)
 
@@ -206,7 +205,7 @@ def test_tag_survives_what_jsonb_does_to_numbers_and_key_order(master_key):
 def test_tag_survives_microsecond_rounding_of_times(sealer):
     """PostgreSQL keeps times to the microsecond; a sealed entry's times sit on whole milliseconds."""
     sealed = sealer.seal(make_entry(created_at=1_780_000_000.0005, expires_at=1_780_003_600.0015))
-    from_postgres = dataclasses.replace(sealed, created_at=sealed.created_at + 1e-6,
+    from_postgres = sealed.replace(created_at=sealed.created_at + 1e-6,
                                         expires_at=sealed.expires_at - 1e-6)
     assert sealer.verify(from_postgres)
     assert sealer.verify(CacheEntry.decode(orjson.dumps(orjson.loads(sealed.encode()))))

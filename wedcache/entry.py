@@ -6,7 +6,9 @@ tier and every process agrees on freshness; a backend's own timer only collects 
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
+from dataclasses import replace as dataclass_replace
+from operator import attrgetter
 from typing import Any, Literal
 
 import orjson
@@ -19,14 +21,12 @@ Scope = Literal["organization", "wedding", "global"]
 _new_entry = object.__new__
 
 
-@dataclass(slots=True)
-class CacheEntry:
-    """One cached answer with the tags invalidation selects on."""
+@dataclass(frozen=True, slots=True)
+class EntryBody:
+    """What an entry says and the tags invalidation selects on: everything but its key,
+    times and size. Immutable, so every renewal of one answer shares it."""
 
-    key: str
     value: Any
-    created_at: float
-    expires_at: float
     org_id: str
     cache_type: str = "general"
     query: str = ""
@@ -34,7 +34,50 @@ class CacheEntry:
     market_tier: str = "tier_3"
     vendor_types: tuple[str, ...] = ()
     context: dict | None = None
-    _size: int = field(default=0, repr=False, compare=False)
+
+
+BODY_FIELDS = tuple(f.name for f in fields(EntryBody))
+
+
+class CacheEntry:
+    """One cached answer: a key and its times stamped on an :class:`EntryBody`.
+
+    Reads as a flat record (``entry.value``, ``entry.org_id``… are the body's fields;
+    setting one gives the entry a changed copy of its body). The split keeps a renewal
+    cheap: :meth:`renewed` copies four references, not twelve, and an evicted entry frees
+    one small object instead of touching every field of the answer (the simulation renews
+    and evicts an entry per miss; in a CPU cache the difference is several cold lines).
+    """
+
+    __slots__ = ("key", "created_at", "expires_at", "body", "_size")
+
+    def __init__(self, key: str, value: Any, created_at: float, expires_at: float, org_id: str,
+                 cache_type: str = "general", query: str = "", wedding_id: str | None = None,
+                 market_tier: str = "tier_3", vendor_types: tuple[str, ...] = (), context: dict | None = None,
+                 _size: int = 0):
+        self.key, self.created_at, self.expires_at, self._size = key, created_at, expires_at, _size
+        self.body = EntryBody(value, org_id, cache_type, query, wedding_id, market_tier, vendor_types, context)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not CacheEntry:
+            return NotImplemented
+        return (self.key, self.created_at, self.expires_at, self.body) == (
+            other.key, other.created_at, other.expires_at, other.body)
+
+    __hash__ = None  # type: ignore[assignment]  (mutable, like the dataclass it replaced)
+
+    def __repr__(self) -> str:
+        return (f"CacheEntry(key={self.key!r}, created_at={self.created_at!r}, expires_at={self.expires_at!r}, "
+                f"{', '.join(f'{n}={getattr(self.body, n)!r}' for n in BODY_FIELDS)})")
+
+    def replace(self, **changes: Any) -> "CacheEntry":
+        """A copy with ``changes`` (to any field, the body's included)."""
+        copy = self.renewed(changes.pop("created_at", self.created_at), changes.pop("expires_at", self.expires_at))
+        copy.key = changes.pop("key", self.key)
+        copy._size = changes.pop("_size", self._size)
+        if changes:
+            copy.body = dataclass_replace(self.body, **changes)
+        return copy
 
     def age(self, now: float) -> float:
         return max(0.0, now - self.created_at)
@@ -44,29 +87,22 @@ class CacheEntry:
         return self.expires_at - now
 
     def renewed(self, created_at: float, expires_at: float) -> "CacheEntry":
-        """A copy stamped with new times (same key, value and tags; the size is kept).
+        """A copy stamped with new times (same key and body; the size is kept).
 
         Built slot by slot without ``__init__`` (one call less: every simulated fill makes one)."""
         copy = _new_entry(CacheEntry)
         copy.key = self.key
-        copy.value = self.value
         copy.created_at = created_at
         copy.expires_at = expires_at
-        copy.org_id = self.org_id
-        copy.cache_type = self.cache_type
-        copy.query = self.query
-        copy.wedding_id = self.wedding_id
-        copy.market_tier = self.market_tier
-        copy.vendor_types = self.vendor_types
-        copy.context = self.context
+        copy.body = self.body
         copy._size = self._size
         return copy
 
     def encode(self) -> bytes:
         """Compact bytes for Redis: a JSON array in field order."""
-        return orjson.dumps([self.key, self.value, self.created_at, self.expires_at, self.org_id,
-                             self.cache_type, self.query, self.wedding_id, self.market_tier,
-                             self.vendor_types, self.context])
+        b = self.body
+        return orjson.dumps([self.key, b.value, self.created_at, self.expires_at, b.org_id, b.cache_type, b.query,
+                             b.wedding_id, b.market_tier, b.vendor_types, b.context])
 
     @classmethod
     def decode(cls, data: bytes) -> "CacheEntry":
@@ -79,6 +115,16 @@ class CacheEntry:
         if not self._size:
             self._size = len(self.encode())
         return self._size
+
+
+def _body_property(name: str) -> property:
+    def change(entry: CacheEntry, value: Any) -> None:
+        entry.body = dataclass_replace(entry.body, **{name: value})
+    return property(attrgetter(f"body.{name}"), change, doc=f"The body's ``{name}``.")
+
+
+for _name in BODY_FIELDS:
+    setattr(CacheEntry, _name, _body_property(_name))
 
 
 def _names(values, allowed: tuple[str, ...], field_name: str) -> tuple[str, ...]:
