@@ -13,7 +13,10 @@ built per process from a :class:`~simulations.workload.WorkloadSpec` (``--distin
 ``--seed``), so every process, and the SimPy model with the same spec and seed, sees the same
 queries and camelCase wedding contexts. Task weights follow real traffic: ``POST query`` 90,
 ``GET statistics?timeRange=1h`` 5, ``GET seasonal-scaling`` 2, ``DELETE invalidate`` 1 (one
-wedding, or one vendor type). Requests are named by endpoint. Each query answer also fires
+wedding, or one vendor type). Users wait ``--think-time MIN MAX`` seconds between requests,
+or, with ``--target-rps R`` (``WEDCACHE_TARGET_RPS``) and ``-u N``, are each paced at ``R/N``
+requests per second (Locust's ``constant_throughput``): a constant-throughput run, short of
+``R`` only when the users cannot keep up. Requests are named by endpoint. Each query answer also fires
 a ``CACHE`` request entry named by its ``X-Cache`` header (``HIT-memory``, ``HIT-redis``,
 ``HIT-postgres``, ``MISS``) with the request's response time, so Locust's tables and CSV show
 latency per tier. A 4xx/5xx is a failure whose message carries the envelope's error code.
@@ -46,7 +49,7 @@ from urllib.parse import urlsplit
 
 import gevent
 import numpy as np
-from locust import FastHttpUser, events, task
+from locust import FastHttpUser, constant_throughput, events, task
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
@@ -104,6 +107,9 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--seed", type=int, default=7, env_var="WEDCACHE_SEED", help="workload seed")
     parser.add_argument("--think-time", type=float, nargs=2, default=(0.5, 2.0), metavar=("MIN", "MAX"),
                         help="seconds a user waits between requests (uniform)")
+    parser.add_argument("--target-rps", type=float, default=0.0, env_var="WEDCACHE_TARGET_RPS",
+                        help="constant throughput for the whole run: each of the -u users is paced at "
+                             "TARGET/-u requests/s (Locust's constant_throughput) instead of --think-time")
 
 
 # --- traffic --------------------------------------------------------------------------------
@@ -229,6 +235,15 @@ def error_message(response: Any) -> str:
         return f"{response.status_code}: {(response.text or '')[:200]}"
 
 
+def user_pacing(options: Any) -> Any:
+    """``constant_throughput(target / users)`` when ``--target-rps`` and ``-u`` are set, else ``None``
+    (a shape changes the user count as it runs: its users keep their think time)."""
+    target, users = getattr(options, "target_rps", 0.0) or 0.0, getattr(options, "num_users", None)
+    if target <= 0 or not users:
+        return None
+    return constant_throughput(target / users)
+
+
 def cache_label(x_cache: str | None) -> str:
     return x_cache if x_cache in CACHE_LABELS else f"other:{x_cache}"
 
@@ -244,8 +259,17 @@ class WeddingPlanner(FastHttpUser):
         self.headers = {"X-API-Key": Credentials.secret}
 
     def wait_time(self) -> float:
+        if self.pacing is not None:
+            return self.pacing(self)
         low, high = getattr(self.environment.parsed_options, "think_time", None) or (0.5, 2.0)
         return float(self.rng.uniform(low, high)) if high > low else float(low)
+
+    @property
+    def pacing(self) -> Any:
+        """Locust's ``constant_throughput`` at ``--target-rps / -u`` per user, or ``None``."""
+        if not hasattr(self, "_pacing"):
+            self._pacing = user_pacing(self.environment.parsed_options)
+        return self._pacing
 
     def send(self, method: str, path: str, name: str, body: dict[str, Any] | None = None) -> Any:
         """One request; a 4xx/5xx is a failure named by the envelope's error code."""

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from wedcache.cli import app
 from wedcache.gate import GateError, GateInputError
 from wedcache.gate.checks import evaluate, histogram_quantile, policy_thresholds, read_thresholds
+from wedcache.gate.capacity import step_rates
 from wedcache.gate.run import resolve_profile, run_gate
 
 runner = CliRunner()
@@ -102,11 +103,11 @@ def passing_run(tmp_path_factory, redis_url, migrated_database_url):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AI_CACHE_REDIS_URL", redis_url)
         mp.setenv("AI_CACHE_DATABASE_URL", migrated_database_url)
-        result = runner.invoke(app, ["gate", "run", "--profile", "ci", "--duration", "8", "--out", str(out)])
+        result = runner.invoke(app, ["gate", "run", "--profile", "ci", "--duration", "8", "--rate", "40",
+                                     "--out", str(out)])
     return result, out
 
 
-@pytest.mark.slow
 @pytest.mark.integration
 def test_a_ci_run_passes_and_writes_the_contract(passing_run):
     result, out = passing_run
@@ -120,12 +121,32 @@ def test_a_ci_run_passes_and_writes_the_contract(passing_run):
     assert gate["server_statistics"]["totalQueries"] > 0
 
 
-@pytest.mark.slow
+@pytest.mark.integration
+def test_a_rate_runs_at_constant_throughput_with_its_check(passing_run):
+    _, out = passing_run
+    gate = json.loads((out / "gate.json").read_text())
+    throughput = next(c for c in gate["checks"] if c["name"] == "throughput")
+    assert throughput["target"] == pytest.approx(0.95 * 40) and throughput["passed"]
+    assert gate["rate"]["requested"] == 40 and 30 < gate["rps"] < 50  # paced, not flat out
+
+
 @pytest.mark.integration
 def test_the_report_has_the_checks_and_a_plot(passing_run):
     _, out = passing_run
     assert "end_to_end.p95" in (out / "report.md").read_text() and (out / "latency.png").stat().st_size > 0
     assert "latency.png" in (out / "report.html").read_text()
+
+
+@pytest.mark.integration
+def test_a_slow_origin_fails_the_latency_checks(test_servers, tmp_path):
+    result = runner.invoke(app, ["gate", "run", "--duration", "4", "--users", "4", "--warm", "0",
+                                 "--origin-ms", "400", "600", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    failed = [line for line in result.output.splitlines() if line.startswith("FAILED")]
+    assert any(line.startswith("FAILED end_to_end.p95") for line in failed)
+    assert "target" in result.output.strip().splitlines()[-1]
+    gate = json.loads((tmp_path / "out" / "gate.json").read_text())
+    assert gate["origin_ms"] == [400, 600] and gate["latency_ms"]["p95"] > 250
 
 
 @pytest.mark.slow
@@ -153,3 +174,52 @@ def test_a_server_that_cannot_start_is_a_gate_error(test_servers):
     profile = resolve_profile("ci", duration_s=2)
     with pytest.raises(GateError, match="could not be done"):
         run_gate(*test_servers, profile, profile.thresholds, serve_argv=(sys.executable, "-c", "raise SystemExit(3)"))
+
+
+@pytest.mark.integration
+def test_a_server_that_never_starts_exits_2(test_servers, monkeypatch):
+    monkeypatch.setenv("AI_CACHE_MAX_ENTRIES", "lots")  # the server refuses to start; the gate process does not read it
+    result = runner.invoke(app, ["gate", "run", "--duration", "2"])
+    assert result.exit_code == 2 and "could not be done" in result.output
+
+
+# --- capacity --------------------------------------------------------------------------------
+
+def test_capacity_steps_and_their_bad_options():
+    assert step_rates(20, 30, 3) == [20, 50, 80]
+    for args, option in (((0, 10, 3), "--start"), ((10, 0, 3), "--step"), ((10, 10, 0), "--steps")):
+        with pytest.raises(GateInputError, match=option):
+            step_rates(*args)
+    result = runner.invoke(app, ["gate", "capacity", "--step", "-5"])
+    assert result.exit_code == 2 and "--step" in result.output
+
+
+def _step(rate: float, passed: bool):
+    from wedcache.gate.checks import Check
+    from wedcache.gate.measure import LocustStats
+    from wedcache.gate.run import GateResult
+
+    stats = LocustStats(100, 0, rate, {"p50": 1.0, "p95": 2.0, "p99": 3.0}, 90, {"HIT-memory": 80, "MISS": 10})
+    checks = [Check("end_to_end.p95", "<=", 2.5 if passed else 1.0, 2.0)]
+    return GateResult(resolve_profile("ci", rate=rate), stats, {}, checks, {}, 0)
+
+
+def test_capacity_is_the_last_passing_step_and_names_what_limited_the_next():
+    from wedcache.gate.capacity import CapacityResult, describe
+
+    result = CapacityResult(resolve_profile("ci"), [_step(20, True), _step(40, True), _step(60, False)])
+    assert result.capacity_rps == 40 and result.limited_by == ["end_to_end.p95"]
+    assert describe(result).startswith("capacity 40 requests/s") and "end_to_end.p95" in describe(result)
+    assert CapacityResult(resolve_profile("ci"), [_step(20, False)]).capacity_rps is None
+
+
+@pytest.mark.integration
+def test_a_capacity_run_steps_up_and_writes_its_files(test_servers, tmp_path):
+    out = tmp_path / "capacity"
+    result = runner.invoke(app, ["gate", "capacity", "--start", "20", "--step", "20", "--steps", "2",
+                                 "--step-duration", "3", "--warm", "100", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "capacity.json").read_text())
+    assert [s["rate"] for s in data["steps"]] == [20, 40] and data["capacity_rps"] == 40
+    assert all(s["passed"] and any(c["name"] == "throughput" for c in s["checks"]) for s in data["steps"])
+    assert (out / "capacity.png").stat().st_size > 0 and "capacity 40" in (out / "report.md").read_text()

@@ -92,6 +92,16 @@ def test_every_shape_stops_by_itself(name):
     assert shape.tick() is None
 
 
+def test_target_rps_paces_each_user_at_its_share():
+    from types import SimpleNamespace
+
+    assert locustfile.user_pacing(SimpleNamespace(target_rps=0.0, num_users=10)) is None
+    assert locustfile.user_pacing(SimpleNamespace(target_rps=100.0, num_users=None)) is None  # a shape's run
+    pace = locustfile.user_pacing(SimpleNamespace(target_rps=100.0, num_users=10))
+    user = SimpleNamespace(_cp_last_run=time.perf_counter(), _cp_last_wait_time=0)  # as User.__init__ sets
+    assert 0.09 < pace(user) <= 0.1  # 10 requests/s each: 0.1 s from one task's start to the next
+
+
 def test_shape_selection():
     assert locustfile.requested_shape(["locust", "--shape", "step"], {}) == "step"
     assert locustfile.requested_shape(["locust", "--shape=seasonal"], {"WEDCACHE_LOAD_SHAPE": "step"}) == "seasonal"

@@ -21,8 +21,9 @@ from .errors import GateInputError
 TIERS = ("memory", "redis", "postgres")
 OPERATORS: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": operator.le, "<": operator.lt}
 CHECKS: dict[str, str] = {"hit_rate": ">=", "end_to_end.p95": "<=", "end_to_end.p99": "<=",
-                          **{f"response_time.{tier}.p95": "<=" for tier in TIERS}, "error_rate": "<"}
-"""Every check name and its operator (latencies in ms, rates as fractions)."""
+                          **{f"response_time.{tier}.p95": "<=" for tier in TIERS}, "error_rate": "<",
+                          "throughput": ">="}
+"""Every check name and its operator (latencies in ms, rates as fractions, throughput in requests/s)."""
 
 
 @dataclass(frozen=True)

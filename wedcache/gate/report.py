@@ -12,7 +12,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from ..reporting import Report, fmt_ms, fmt_percent
-from .run import RATE_NOTE, GateResult
+from .run import GateResult
 
 EXPLANATION = ("End-to-end latencies are Locust's percentiles of POST /api/ai-cache/query (client clock, "
                "all answers: hits and misses). The hit rate counts the locustfile's CACHE entries (X-Cache "
@@ -40,7 +40,7 @@ def build_report(result: GateResult) -> Report:
                  [[s.requests, s.failures, s.rps, fmt_percent(s.hit_rate),
                    *(fmt_ms(s.latency_ms[k]) for k in ("p50", "p95", "p99"))]], caption="Load")
     report.paragraph(EXPLANATION)
-    report.bullets([RATE_NOTE] if p.rate else [])
+    report.bullets([f"Constant throughput: {p.rate:g} requests/s requested, {s.rps:.1f} achieved."] if p.rate else [])
     report.figure("latency", latency_figure(result), "Measured latencies (bars) and their targets (markers)")
     return report
 

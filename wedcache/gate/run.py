@@ -10,8 +10,14 @@ after the warm-up and after the load, so the per-tier histogram counts only the 
 
 A :class:`Profile` fixes workers, users, duration, think time, catalogue size, the origin's
 simulated latency (passed to the server through ``AI_CACHE_ORIGIN_LATENCY_*``) and its own
-thresholds. ``--rate`` is recorded but not applied: the locustfile has no constant-throughput
-wait (only ``--think-time MIN MAX``), so the achieved rate is whatever the users reach.
+thresholds. With a ``rate`` (``--rate``) the users run at constant throughput (the
+locustfile's ``--target-rps``: each user paced at ``rate / users`` requests/s) and a
+``throughput`` check asks for at least :data:`THROUGHPUT_SHARE` of it; without one they run
+at the profile's think time, as fast as they go.
+
+:func:`gate_session` serves and warms once; :meth:`Session.measure` is one Locust run and its
+checks, so :func:`run_gate` is a session with one measurement and
+:func:`~wedcache.gate.capacity.run_capacity` a session with a stepped series of them.
 """
 from __future__ import annotations
 
@@ -20,9 +26,10 @@ import os
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import httpx
 
@@ -34,8 +41,9 @@ from .measure import Buckets, LocustStats, bucket_delta, read_locust_stats, tier
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = REPO_ROOT / "loadtests" / "locustfile.py"
 SERVE_ARGV = (sys.executable, "-m", "wedcache", "serve")
-RATE_NOTE = ("--rate was not applied: loadtests/locustfile.py has no constant-throughput wait "
-             "(only --think-time MIN MAX), so the users ran at their profile's think time.")
+THROUGHPUT_SHARE = 0.95
+"""The ``throughput`` check's target is this share of the requested rate (ramp-up and pacing
+jitter keep a run just under it)."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +98,7 @@ class GateResult:
                 "hit_rate": self.stats.hit_rate, "latency_ms": self.stats.latency_ms,
                 "checks": [c.as_dict() for c in self.checks], "error_rate": self.stats.error_rate,
                 "tier_p95_ms": self.tier_ms, "x_cache": self.stats.x_cache, "workers": p.workers,
-                "rate": {"requested": p.rate, "applied": False, "note": RATE_NOTE if p.rate else None},
+                "rate": {"requested": p.rate, "achieved": self.stats.rps},
                 "think_time_s": list(p.think_time), "distinct_queries": p.distinct, "origin_ms": list(p.origin_ms),
                 "server_statistics": self.server_statistics}
 
@@ -113,9 +121,40 @@ def server_env(profile: Profile, redis_url: str, database_url: str) -> dict[str,
     return env
 
 
-def run_gate(redis_url: str, database_url: str, profile: Profile, thresholds: dict[str, float],
-             serve_argv: tuple[str, ...] = SERVE_ARGV) -> GateResult:
-    """Serve, warm, load, measure and evaluate (see the module docstring); raises :class:`GateError`."""
+def with_rate_check(thresholds: dict[str, float], profile: Profile) -> dict[str, float]:
+    """``thresholds`` plus ``throughput >= THROUGHPUT_SHARE * rate`` when the profile asks for a rate
+    (a ``throughput`` the caller set wins)."""
+    if profile.rate is None:
+        return thresholds
+    return {"throughput": round(THROUGHPUT_SHARE * profile.rate, 3), **thresholds}
+
+
+@dataclass
+class Session:
+    """A served, warmed service that Locust runs are measured against."""
+
+    server: Server
+    secret: str
+
+    def measure(self, profile: Profile, thresholds: dict[str, float]) -> GateResult:
+        """One headless Locust run of ``profile`` and its checks (the histogram counts only this run)."""
+        url = self.server.url
+        before = scrape_buckets(url)
+        stats = run_locust(url, self.secret, profile)
+        tier_ms = tier_p95(bucket_delta(scrape_buckets(url), before))
+        statistics = fetch_statistics(url, self.secret)
+        actuals = {"hit_rate": stats.hit_rate, "end_to_end.p95": stats.latency_ms["p95"],
+                   "end_to_end.p99": stats.latency_ms["p99"], "error_rate": stats.error_rate, "throughput": stats.rps,
+                   **{f"response_time.{tier}.p95": ms for tier, ms in tier_ms.items()}}
+        checks = evaluate(with_rate_check(thresholds, profile), actuals)
+        return GateResult(profile, stats, tier_ms, checks, statistics, self.server.port)
+
+
+@contextmanager
+def gate_session(redis_url: str, database_url: str, profile: Profile,
+                 serve_argv: tuple[str, ...] = SERVE_ARGV) -> Iterator[Session]:
+    """Serve with ``profile``'s workers and origin, warm the cache, and stop it all afterwards;
+    a server that does not start (or stops answering) is a :class:`GateError`."""
     from ..services import free_port
 
     _, secret = bench_key(database_url)
@@ -123,17 +162,16 @@ def run_gate(redis_url: str, database_url: str, profile: Profile, thresholds: di
     try:
         with serving(server, profile.workers, server_env(profile, redis_url, database_url)):
             warm(server.url, secret, profile)
-            before = scrape_buckets(server.url)
-            stats = run_locust(server.url, secret, profile)
-            tiers = bucket_delta(scrape_buckets(server.url), before)
-            statistics = fetch_statistics(server.url, secret)
+            yield Session(server, secret)
     except (RuntimeError, httpx.HTTPError) as error:
         raise GateError(f"the gate run could not be done: {error}") from None
-    tier_ms = tier_p95(tiers)
-    actuals = {"hit_rate": stats.hit_rate, "end_to_end.p95": stats.latency_ms["p95"],
-               "end_to_end.p99": stats.latency_ms["p99"], "error_rate": stats.error_rate,
-               **{f"response_time.{tier}.p95": ms for tier, ms in tier_ms.items()}}
-    return GateResult(profile, stats, tier_ms, evaluate(thresholds, actuals), statistics, server.port)
+
+
+def run_gate(redis_url: str, database_url: str, profile: Profile, thresholds: dict[str, float],
+             serve_argv: tuple[str, ...] = SERVE_ARGV) -> GateResult:
+    """Serve, warm, load, measure and evaluate (see the module docstring); raises :class:`GateError`."""
+    with gate_session(redis_url, database_url, profile, serve_argv) as session:
+        return session.measure(profile, thresholds)
 
 
 def tier_p95(tiers: Buckets) -> dict[str, float | None]:
@@ -180,7 +218,8 @@ def locust_command(url: str, profile: Profile, csv_prefix: Path) -> list[str]:
     return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", url,
             "--users", str(profile.users), "--spawn-rate", str(profile.users), "--run-time", f"{profile.duration_s}s",
             "--csv", str(csv_prefix), "--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0",
-            "--think-time", *(str(t) for t in profile.think_time), "--distinct", str(profile.distinct)]
+            "--think-time", *(str(t) for t in profile.think_time), "--distinct", str(profile.distinct),
+            "--target-rps", str(profile.rate or 0)]
 
 
 def run_locust(url: str, secret: str, profile: Profile) -> LocustStats:
@@ -188,7 +227,8 @@ def run_locust(url: str, secret: str, profile: Profile) -> LocustStats:
     with tempfile.TemporaryDirectory(prefix="wedcache-gate-") as scratch:
         prefix = Path(scratch) / "gate"
         env = {**os.environ, "WEDCACHE_API_KEY": secret}
-        env.pop("WEDCACHE_LOAD_SHAPE", None)
+        for name in ("WEDCACHE_LOAD_SHAPE", "WEDCACHE_TARGET_RPS"):
+            env.pop(name, None)
         try:
             done = subprocess.run(locust_command(url, profile, prefix), env=env, cwd=scratch, capture_output=True,
                                   text=True, timeout=profile.duration_s + 60)
