@@ -113,6 +113,47 @@ class RateLimitPolicy(_Strict):
     plans: dict[Literal["authenticated", "premium", "enterprise"], int]
 
 
+class CostPolicy(_Strict):
+    """Unit prices (USD) the tuners and the capacity plan cost resources with."""
+
+    memory_gb_hour: float = Field(ge=0)
+    """Application (in-process) cache memory, per GB-hour."""
+    redis_gb_hour: float = Field(ge=0)
+    postgres_connection_hour: float = Field(ge=0)
+    replica_hour: float = Field(ge=0)
+    """One API replica (its CPU), per hour."""
+    origin_per_1k: float = Field(ge=0)
+    """1,000 calls to the AI origin."""
+
+
+class ReplicaPolicy(_Strict):
+    """The HPA of the source document: replicas between ``min`` and ``max`` at a CPU target."""
+
+    min_replicas: int = Field(gt=0)
+    max_replicas: int = Field(gt=0)
+    target_cpu_utilization: float = Field(gt=0, le=1)
+    target_memory_utilization: float = Field(gt=0, le=1)
+
+
+class ResourceAllocation(_Strict):
+    """One row of the source document's resource allocation table."""
+
+    memory: str
+    cpu_cores: int = Field(gt=0)
+    storage: str
+    redis_memory: str
+    postgres_connections: int = Field(gt=0)
+
+    @field_validator("memory", "storage", "redis_memory")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        _BYTES.validate_python(value)
+        return value
+
+    def bytes_of(self, name: Literal["memory", "storage", "redis_memory"]) -> int:
+        return int(_BYTES.validate_python(getattr(self, name)))
+
+
 class Policy(_Strict):
     """The whole policy. Use :meth:`season_of` and the dicts directly."""
 
@@ -122,6 +163,9 @@ class Policy(_Strict):
     seasons: dict[Season, SeasonPolicy]
     sla: SlaPolicy
     rate_limits: RateLimitPolicy
+    costs: CostPolicy
+    replicas: ReplicaPolicy
+    resources: dict[Literal["production", "peak_season"], ResourceAllocation]
 
     @model_validator(mode="after")
     def _complete(self) -> "Policy":

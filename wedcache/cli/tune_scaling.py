@@ -1,0 +1,4 @@
+"""``wedcache tune scaling`` (being written)."""
+from __future__ import annotations
+
+from .tune import tune_app  # noqa: F401

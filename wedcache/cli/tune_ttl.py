@@ -1,0 +1,4 @@
+"""``wedcache tune ttl`` (being written)."""
+from __future__ import annotations
+
+from .tune import tune_app  # noqa: F401

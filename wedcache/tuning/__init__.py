@@ -1,0 +1,1 @@
+"""Tuning and capacity planning on the simulation: TTLs, memory sizes, seasonal scaling, growth."""
