@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from wedcache.keys import organization_uuid
-from wedcache.policy import VENDOR_TYPES
+from wedcache.policy import VENDOR_TYPES, Policy
 
 from .engine import Engine, Records
 from .model import System, build_system, start_of
@@ -64,10 +64,14 @@ def mark_stale(rec: Records, source: Any) -> np.ndarray:
 
 def simulate(scenario: Scenario, out: Path | None = None, *, backends: str = "modeled",
              trace: Path | None = None, calibration: Path | None = None,
-             progress: Callable[[float, float], None] | None = None) -> SimulationResult:
-    """Run ``scenario`` and, when ``out`` is given, write its results and report there."""
+             progress: Callable[[float, float], None] | None = None, policy: Policy | None = None) -> SimulationResult:
+    """Run ``scenario`` and, when ``out`` is given, write its results and report there.
+
+    :param policy: the policy to start from (a tuner's candidate); default the one
+        ``AI_CACHE_POLICY_FILE`` names, else the shipped one. The scenario's ``[sla]`` and
+        ``cache.jitter`` overrides apply on top either way."""
     started = time.perf_counter()
-    policy = scenario.policy()
+    policy = scenario.policy(policy)
     system = build_system(scenario, policy, backends=backends, calibration=calibration)
     source = None
     try:

@@ -45,7 +45,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from wedcache.config import Settings
+from wedcache.config import Settings, load_settings
 from wedcache.errors import WedcacheError
 from wedcache.policy import MarketTier, Policy, VendorType, load_policy, merge, policy_to_dict
 
@@ -364,12 +364,14 @@ class Scenario:
             data_change_rate_per_hour=self.data_changes.rate_per_hour)
 
     def policy(self, base: Policy | None = None) -> Policy:
-        """``base`` (default: :func:`~wedcache.policy.load_policy`) with the ``[sla]`` overrides
-        and the ``cache.jitter`` override applied.
+        """``base`` (default: the policy ``AI_CACHE_POLICY_FILE`` names, else the shipped one, as
+        ``wedcache serve`` loads it) with the ``[sla]`` overrides and the ``cache.jitter``
+        override applied.
 
         :raises ScenarioError: naming the bad override, e.g. ``sla.hit_rate``."""
         try:
-            return _apply(load_policy() if base is None else base, self.sla, self.cache.jitter)
+            return _apply(load_policy(load_settings().policy_file) if base is None else base, self.sla,
+                          self.cache.jitter)
         except _Invalid as exc:
             raise ScenarioError(exc.field, exc.reason, self.label) from None
 

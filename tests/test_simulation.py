@@ -398,3 +398,16 @@ def test_origin_concurrency_one_queues_a_burst_of_cold_misses():
     # A request that waited for a fill under way was released when that fill landed.
     waited = b.code == COALESCED
     assert np.all(b.latency_ms[waited] > 0)
+
+
+def test_a_scenario_starts_from_the_policy_file_as_serve_does(tmp_path, monkeypatch):
+    from simulations.scenario import load_scenario
+    from wedcache.policy import dump_policy, load_policy, policy_from_dict, policy_to_dict
+
+    data = policy_to_dict(load_policy())
+    data["vendors"]["venue"]["baseTtl"] = 1234
+    path = dump_policy(policy_from_dict(data), tmp_path / "tuned-policy.toml")
+    scenario = load_scenario("smoke")
+    assert scenario.policy().vendors["venue"].baseTtl != 1234
+    monkeypatch.setenv("AI_CACHE_POLICY_FILE", str(path))
+    assert scenario.policy().vendors["venue"].baseTtl == 1234
