@@ -135,6 +135,7 @@ def test_the_report_has_the_checks_and_a_plot(passing_run):
     _, out = passing_run
     assert "end_to_end.p95" in (out / "report.md").read_text() and (out / "latency.png").stat().st_size > 0
     assert "latency.png" in (out / "report.html").read_text()
+    assert "POST /api/ai-cache/query" in (out / "gate_stats.csv").read_text()  # Locust's own tables are kept
 
 
 @pytest.mark.integration

@@ -35,6 +35,8 @@ class LocustStats:
     """p50/p95/p99 of the query endpoint."""
     query_requests: int
     x_cache: dict[str, int] = field(default_factory=dict)
+    csv_files: dict[str, str] = field(default_factory=dict)
+    """Locust's CSV files of the run (name -> text), kept with the gate's outputs."""
 
     @property
     def hit_rate(self) -> float:

@@ -1,4 +1,5 @@
-"""The gate's files: ``gate.json`` and a :class:`~wedcache.reporting.Report` (HTML, Markdown, PNG).
+"""The gate's files: ``gate.json``, Locust's CSVs (``gate_stats.csv``, ``gate_stats_history.csv``…)
+and a :class:`~wedcache.reporting.Report` (HTML, Markdown, PNG).
 
 The report opens with the verdict, then the table of checks, a short explanation of where
 each figure comes from, and a plot of the end-to-end and per-tier latencies against their
@@ -25,6 +26,8 @@ def write_outputs(result: GateResult, out: Path) -> dict[str, Path]:
     """``gate.json``, ``report.html``, ``report.md`` and the PNG into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "gate.json").write_text(json.dumps(result.as_json(), indent=2) + "\n", encoding="utf-8")
+    for name, text in result.stats.csv_files.items():  # Locust's own tables, for load_test_analysis.ipynb
+        (out / name).write_text(text, encoding="utf-8")
     return {"json": out / "gate.json", **build_report(result).write(out)}
 
 

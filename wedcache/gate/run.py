@@ -236,4 +236,6 @@ def run_locust(url: str, secret: str, profile: Profile) -> LocustStats:
             raise GateError(f"Locust did not stop within {profile.duration_s + 60} s") from None
         if done.returncode != 0:
             raise GateError(f"Locust failed ({done.returncode}):\n{done.stderr[-3000:]}")
-        return read_locust_stats(Path(f"{prefix}_stats.csv"))
+        stats = read_locust_stats(Path(f"{prefix}_stats.csv"))
+        stats.csv_files = {path.name: path.read_text(encoding="utf-8") for path in sorted(Path(scratch).glob("*.csv"))}
+        return stats
