@@ -11,10 +11,10 @@ import copy
 import tomllib
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ByteSize, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from ..errors import PolicyError
 
@@ -34,6 +34,15 @@ VENDOR_TYPES: tuple[str, ...] = VendorType.__args__
 _BYTES = TypeAdapter(ByteSize)
 
 
+def _byte_size(value: str) -> str:
+    _BYTES.validate_python(value)
+    return value
+
+
+SizeText = Annotated[str, AfterValidator(_byte_size)]
+"""A size as written in the source document ("512MB", "1GB"), checked, kept as text."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
@@ -41,15 +50,9 @@ class _Strict(BaseModel):
 class MarketTierPolicy(_Strict):
     markets: list[str]
     aliases: list[str] = []
-    cacheSize: str
+    cacheSize: SizeText
     ttlMultiplier: float = Field(gt=0)
     priority: str
-
-    @field_validator("cacheSize")
-    @classmethod
-    def _size(cls, value: str) -> str:
-        _BYTES.validate_python(value)
-        return value
 
     @property
     def cache_size_bytes(self) -> int:
@@ -138,17 +141,11 @@ class ReplicaPolicy(_Strict):
 class ResourceAllocation(_Strict):
     """One row of the source document's resource allocation table."""
 
-    memory: str
+    memory: SizeText
     cpu_cores: int = Field(gt=0)
-    storage: str
-    redis_memory: str
+    storage: SizeText
+    redis_memory: SizeText
     postgres_connections: int = Field(gt=0)
-
-    @field_validator("memory", "storage", "redis_memory")
-    @classmethod
-    def _size(cls, value: str) -> str:
-        _BYTES.validate_python(value)
-        return value
 
     def bytes_of(self, name: Literal["memory", "storage", "redis_memory"]) -> int:
         return int(_BYTES.validate_python(getattr(self, name)))
