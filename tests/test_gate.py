@@ -119,6 +119,7 @@ def test_a_ci_run_passes_and_writes_the_contract(passing_run):
     assert {"hit_rate", "end_to_end.p95", "end_to_end.p99", "error_rate", "response_time.memory.p95"} <= names
     assert all({"name", "target", "actual", "passed"} <= c.keys() for c in gate["checks"])
     assert gate["server_statistics"]["totalQueries"] > 0
+    assert 0 < gate["server_cpu_ms_per_request"] < 1000  # the server's processes, measured with psutil
 
 
 @pytest.mark.integration

@@ -156,3 +156,21 @@ def test_outputs_and_cli(tiny, tmp_path):
 def test_cli_bad_input_exits_2_naming_the_option(args, named, tmp_path):
     result = CliRunner().invoke(app, ["tune", "scaling", "tune-scaling", "--days", "1", "--out", str(tmp_path), *args])
     assert result.exit_code == 2 and named in result.output
+
+
+def test_a_gate_run_calibrates_the_service_time(tmp_path):
+    import json
+
+    from wedcache.tuning.replicas import ServiceCalibration
+    from wedcache.tuning.scaling import load_calibration_file
+
+    gate = {"profile": "ci", "requests": 1000, "hit_rate": 0.8, "server_cpu_ms_per_request": 3.0}
+    cal = ServiceCalibration.from_gate(gate)
+    assert cal.miss_cpu_ms == pytest.approx(2 * cal.hit_cpu_ms)
+    assert 0.8 * cal.hit_cpu_ms + 0.2 * cal.miss_cpu_ms == pytest.approx(3.0)  # the measured mix
+    path = tmp_path / "gate.json"
+    path.write_text(json.dumps(gate))
+    assert load_calibration_file(path) == cal
+    path.write_text(json.dumps({"hit_rate": 0.8}))
+    with pytest.raises(ValueError, match="server_cpu_ms_per_request"):
+        load_calibration_file(path)

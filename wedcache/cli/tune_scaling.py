@@ -37,7 +37,7 @@ def tune_scaling(
     start_date: Annotated[Optional[str], typer.Option(help="Override [run] start_date (YYYY-MM-DD).")] = None,
     days: Annotated[Optional[float], typer.Option(help="Override the run's length in days.")] = None,
     max_scale: Annotated[Optional[float], typer.Option(help="Largest memory scale (default: the policy's largest cache_size_multiplier).")] = None,
-    calibration: Annotated[Optional[Path], typer.Option(help="TOML [calibration] table: hit_cpu_ms, miss_cpu_ms, cores_per_replica.")] = None,
+    calibration: Annotated[Optional[Path], typer.Option(help="A load test's gate.json (its server CPU per request), or a TOML [calibration] table: hit_cpu_ms, miss_cpu_ms, cores_per_replica.")] = None,
     hpa_up_lag: Annotated[int, typer.Option(help="Hours before the HPA's scale-up takes effect.")] = 0,
     hpa_down_window: Annotated[int, typer.Option(help="HPA scale-down stabilisation window, hours.")] = 1,
 ) -> None:

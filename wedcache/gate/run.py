@@ -83,6 +83,15 @@ class GateResult:
     checks: list[Check]
     server_statistics: dict[str, Any]
     port: int
+    server_cpu_seconds: float | None = None
+    """CPU the server's processes (every worker) used during the load: the load tests'
+    service-time figure (:meth:`~wedcache.tuning.replicas.ServiceCalibration.from_gate`)."""
+
+    @property
+    def cpu_ms_per_request(self) -> float | None:
+        if self.server_cpu_seconds is None or not self.stats.requests:
+            return None
+        return self.server_cpu_seconds * 1000 / self.stats.requests
 
     @property
     def passed(self) -> bool:
@@ -100,7 +109,7 @@ class GateResult:
                 "tier_p95_ms": self.tier_ms, "x_cache": self.stats.x_cache, "workers": p.workers,
                 "rate": {"requested": p.rate, "achieved": self.stats.rps},
                 "think_time_s": list(p.think_time), "distinct_queries": p.distinct, "origin_ms": list(p.origin_ms),
-                "server_statistics": self.server_statistics}
+                "server_cpu_ms_per_request": self.cpu_ms_per_request, "server_statistics": self.server_statistics}
 
 
 def resolve_profile(name: str, **overrides: Any) -> Profile:
@@ -139,15 +148,16 @@ class Session:
     def measure(self, profile: Profile, thresholds: dict[str, float]) -> GateResult:
         """One headless Locust run of ``profile`` and its checks (the histogram counts only this run)."""
         url = self.server.url
-        before = scrape_buckets(url)
+        before, cpu_before = scrape_buckets(url), process_tree_cpu_seconds(self.server.process.pid)
         stats = run_locust(url, self.secret, profile)
+        cpu = process_tree_cpu_seconds(self.server.process.pid) - cpu_before
         tier_ms = tier_p95(bucket_delta(scrape_buckets(url), before))
         statistics = fetch_statistics(url, self.secret)
         actuals = {"hit_rate": stats.hit_rate, "end_to_end.p95": stats.latency_ms["p95"],
                    "end_to_end.p99": stats.latency_ms["p99"], "error_rate": stats.error_rate, "throughput": stats.rps,
                    **{f"response_time.{tier}.p95": ms for tier, ms in tier_ms.items()}}
         checks = evaluate(with_rate_check(thresholds, profile), actuals)
-        return GateResult(profile, stats, tier_ms, checks, statistics, self.server.port)
+        return GateResult(profile, stats, tier_ms, checks, statistics, self.server.port, cpu)
 
 
 @contextmanager
@@ -172,6 +182,21 @@ def run_gate(redis_url: str, database_url: str, profile: Profile, thresholds: di
     """Serve, warm, load, measure and evaluate (see the module docstring); raises :class:`GateError`."""
     with gate_session(redis_url, database_url, profile, serve_argv) as session:
         return session.measure(profile, thresholds)
+
+
+def process_tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its live descendants (psutil)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in (root, *root.children(recursive=True)):
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def tier_p95(tiers: Buckets) -> dict[str, float | None]:

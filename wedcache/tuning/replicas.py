@@ -57,6 +57,26 @@ class ServiceCalibration:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_gate(cls, gate: dict[str, Any], base: "ServiceCalibration | None" = None) -> "ServiceCalibration":
+        """Calibrated from a load test: a ``gate.json`` (``wedcache gate run``) measured the server's
+        CPU per request ``c`` at hit rate ``h``. One run gives one equation, so the miss/hit CPU
+        ratio of ``base`` (default 2) is kept: ``hit = c / (h + ratio (1 - h))``, ``miss = ratio hit``.
+
+        :raises ValueError: naming the missing or unusable field."""
+        base = base or cls()
+        c, h = gate.get("server_cpu_ms_per_request"), gate.get("hit_rate")
+        if not isinstance(c, (int, float)) or c <= 0:
+            raise ValueError("gate.json: server_cpu_ms_per_request is missing or not > 0 (a gate run writes it)")
+        if not isinstance(h, (int, float)) or not 0 <= h <= 1:
+            raise ValueError("gate.json: hit_rate is missing or not in [0, 1]")
+        ratio = base.miss_cpu_ms / base.hit_cpu_ms
+        hit = c / (h + ratio * (1 - h))
+        return replace(base, hit_cpu_ms=hit, miss_cpu_ms=ratio * hit,
+                       source=f"gate run ({gate.get('profile')}, {gate.get('requests')} requests): "
+                              f"{c:.3g} ms server CPU per request at hit rate {h:.3f}; miss/hit CPU ratio "
+                              f"{ratio:g} kept from the defaults")
+
 
 DEFAULT_CALIBRATION = ServiceCalibration()
 

@@ -499,11 +499,15 @@ def _json(value: Any) -> Any:
 
 
 def load_calibration_file(path: Path) -> ServiceCalibration:
-    """A TOML file with a ``[calibration]`` table (or top-level keys) of :class:`ServiceCalibration`."""
+    """A load test's ``gate.json`` (:meth:`ServiceCalibration.from_gate`), or a TOML file with a
+    ``[calibration]`` table (or top-level keys) of :class:`ServiceCalibration`."""
     try:
-        data = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"--calibration: cannot read {path}: {exc}") from None
+        text = Path(path).read_text()
+        if Path(path).suffix == ".json":
+            return ServiceCalibration.from_gate(json.loads(text))
+        data = tomllib.loads(text)
+    except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"--calibration: cannot use {path}: {exc}") from None
     return DEFAULT_CALIBRATION.with_overrides(**data.get("calibration", data))
 
 
