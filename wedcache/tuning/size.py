@@ -17,6 +17,17 @@ over its own requests. So each market tier gets its own miss-ratio curve
    bytes that reach the tier's SLA hit rate (``sla.market_tier.<tier>.hitRate``) and the hit
    rate of the seed's ``cacheSize``.
 
+**auto's rate.** SHARDS's error falls with the number of sampled *objects* (Waldspurger et
+al., FAST'15), and under this Zipf 0.9 workload with how much hot-key mass the hash happens to
+keep (without SHARDS-adj the error is 5-10 points even at R = 0.5; with it, ~1 point at 6,000
+objects per tier, 0.2-0.6 at 20,000). So ``auto`` takes the largest of: ``EXACT_LIMIT /
+expected`` requests, ``MIN_SAMPLED_OBJECTS / objects`` of the smallest tier
+(:func:`expected_objects_per_tier`: the catalogue's ``sum(1 - exp(-N p))``, or a trace's
+count) and ``MIN_AUTO_RATE``; capped at ``MAX_SAMPLED_REQUESTS`` sampled requests (CLI time).
+peak-saturday and off-season keep >= 20,000 objects per tier (the request rule already binds);
+the full year cannot (~90 M requests needed): its tiers keep ~1,000 sampled objects and are
+not held to the 1-point bound.
+
 What the curve leaves out: expiry (an entry past its TTL misses at any size, so the
 simulated hit rate is lower), the ``memory_entries`` cap, and W-TinyLFU (the curve is LRU's).
 """
@@ -38,10 +49,16 @@ from .mrc import MissRatioCurve, stack_distances
 
 METHODS = ("auto", "exact", "shards")
 EXACT_LIMIT = 1_000_000
-"""``auto`` computes exact curves up to this many (expected) requests; above, SHARDS at the
-rate that leaves about this many."""
+"""``auto`` computes exact curves up to this many (expected) requests; above, SHARDS at a
+rate that leaves at least about this many."""
 MIN_AUTO_RATE = 0.001
 """The lowest rate ``auto`` picks (the SHARDS paper's usual fixed rate)."""
+MIN_SAMPLED_OBJECTS = 20_000
+"""``auto`` raises the rate until every market tier keeps about this many sampled objects:
+SHARDS's error falls with the number of sampled *objects* (Waldspurger et al.), not requests."""
+MAX_SAMPLED_REQUESTS = 4_000_000
+"""``auto`` never samples more requests than this (CLI time: ~10 s of stack distances); when
+the object rule would need more, the cap wins and the report says the tier is under-sampled."""
 MAX_MEASURED = 20_000
 """Objects whose entry is built and measured; more are sized by their group's mean."""
 CURVE_POINTS = 64
@@ -103,8 +120,15 @@ class Sizing:
         return {"scenario": self.scenario, "trace": self.trace, "method": self.method,
                 "sample_rate": self.sample_rate, "requests": self.requests,
                 "expected_requests": self.expected_requests, "conclusions": self.conclusions(),
-                "tiers": {name: {"method": self.method, "sample_rate": self.sample_rate, **t.to_dict()}
+                "tiers": {name: {"method": self.method, "sample_rate": self.sample_rate,
+                                 "under_sampled": self.under_sampled(t), **t.to_dict()}
                           for name, t in self.tiers.items()}}
+
+    def under_sampled(self, tier: "TierSizing") -> bool:
+        """A sampled tier with fewer than :data:`MIN_SAMPLED_OBJECTS` objects: its curve is outside
+        the 1-point accuracy the object rule buys (``auto`` capped by :data:`MAX_SAMPLED_REQUESTS`,
+        or a ``--sample-rate`` set too low)."""
+        return self.method != "exact" and 0 < tier.objects < MIN_SAMPLED_OBJECTS
 
 
 # --- figures in words ----------------------------------------------------------------------
@@ -145,8 +169,38 @@ def expected_requests(scenario: Any, policy: Policy, trace: Any = None) -> float
     return float((rate_series((edges[:-1] + edges[1:]) / 2, spec, policy) * np.diff(edges)).sum())
 
 
-def choose_method(method: str, sample_rate: float | None, expected: float) -> tuple[str, float]:
-    """``(exact | shards, rate)`` for ``--method`` and ``--sample-rate``.
+def expected_objects_per_tier(source: Any, expected: float) -> np.ndarray:
+    """Distinct objects per market tier code in the *full* stream: counted in a trace, or, for
+    the workload, ``sum(1 - exp(-expected * p))`` over each tier's catalogue (independent draws)."""
+    from simulations.sources import TraceSource
+
+    if isinstance(source, TraceSource):
+        seen = np.unique(source.trace.ids)
+        return np.bincount(source.tier_codes[seen], minlength=len(MARKET_TIERS)).astype(float)
+    p = source.workload.catalogue.probabilities
+    return np.bincount(source.tier_codes, weights=-np.expm1(-expected * p), minlength=len(MARKET_TIERS))
+
+
+def object_rate(objects: Any, min_objects: int = MIN_SAMPLED_OBJECTS) -> float:
+    """The rate that keeps ``min_objects`` sampled objects in the smallest non-empty tier (<= 1)."""
+    counts = np.asarray(objects if objects is not None else [], np.float64)
+    counts = counts[counts > 0]
+    return 0.0 if not counts.size else min(1.0, min_objects / float(counts.min()))
+
+
+def auto_rate(expected: float, objects: Any = None) -> float:
+    """``auto``'s SHARDS rate: the larger of ``EXACT_LIMIT / expected`` (enough requests) and
+    :func:`object_rate` (enough objects per tier), at least ``MIN_AUTO_RATE``, and at most the
+    rate that samples ``MAX_SAMPLED_REQUESTS``; 1 means exact."""
+    expected = max(expected, 1.0)
+    rate = max(MIN_AUTO_RATE, EXACT_LIMIT / expected, object_rate(objects))
+    return float(min(1.0, rate, max(MAX_SAMPLED_REQUESTS / expected, MIN_AUTO_RATE)))
+
+
+def choose_method(method: str, sample_rate: float | None, expected: float,
+                  objects: Any = None) -> tuple[str, float]:
+    """``(exact | shards, rate)`` for ``--method`` and ``--sample-rate``; ``objects``: the
+    expected distinct objects per market tier (:func:`expected_objects_per_tier`), for ``auto``.
 
     :raises InvalidInput: naming the option."""
     if method not in METHODS:
@@ -159,7 +213,7 @@ def choose_method(method: str, sample_rate: float | None, expected: float) -> tu
         return "exact", 1.0
     if method == "auto" and sample_rate is None and expected <= EXACT_LIMIT:
         return "exact", 1.0
-    rate = sample_rate if sample_rate is not None else min(1.0, max(MIN_AUTO_RATE, EXACT_LIMIT / max(expected, 1.0)))
+    rate = sample_rate if sample_rate is not None else auto_rate(expected, objects)
     return ("exact", 1.0) if rate >= 1 else ("shards", float(rate))
 
 
@@ -269,7 +323,12 @@ def size_market_tiers(scenario: Any = None, trace: str | Path | None = None, *, 
     policy = scenario.policy()
     loaded = load_trace(trace) if trace is not None else None
     expected = expected_requests(scenario, policy, loaded)
-    chosen, rate = choose_method(method, sample_rate, expected)
+    objects = None
+    if method == "auto" and sample_rate is None and expected > EXACT_LIMIT:
+        whole = build_source(scenario.with_overrides(sample_rate=1.0), policy,
+                             Path(trace) if trace is not None else None)
+        objects = expected_objects_per_tier(whole, expected)
+    chosen, rate = choose_method(method, sample_rate, expected, objects)
     run = scenario.with_overrides(sample_rate=rate)
     source = build_source(run, policy, Path(trace) if trace is not None else None)
     ids = collect(source.batches())
@@ -321,6 +380,11 @@ def build_report(result: Sizing) -> Report:
     method = "exact stack distances" if result.method == "exact" else f"SHARDS at rate {result.sample_rate:.4g}"
     report = Report("Memory sizing per market tier", f"{where}: {method}, {fmt_number(result.requests)} requests")
     report.bullets([f"**{line}**" for line in result.conclusions()])
+    thin = [name for name, t in result.tiers.items() if result.under_sampled(t)]
+    if thin:
+        report.paragraph(f"Caution: {', '.join(thin)} kept fewer than {MIN_SAMPLED_OBJECTS:,} sampled objects, so "
+                         "its curve may be more than 1 point off the exact one; raise --sample-rate or use "
+                         "--method exact on a shorter run.")
     report.table(*_table(result), caption="Bytes each market tier needs for its SLA hit rate (LRU, its own partition)")
     report.figure("mrc", _figure(result), "Hit rate against memory per market tier (log scale)")
     report.heading("Method")
