@@ -219,7 +219,8 @@ def test_capacity_is_the_last_passing_step_and_names_what_limited_the_next():
 def test_a_capacity_run_steps_up_and_writes_its_files(test_servers, tmp_path):
     out = tmp_path / "capacity"
     result = runner.invoke(app, ["gate", "capacity", "--start", "20", "--step", "20", "--steps", "2",
-                                 "--step-duration", "3", "--warm", "100", "--out", str(out)])
+                                 "--step-duration", "3", "--check", "hit_rate=0.2", "--out", str(out)])
+    # (a 3-s step of a fresh cache is too short for the ci profile's hit rate; stepping is what is tested)
     assert result.exit_code == 0, result.output
     data = json.loads((out / "capacity.json").read_text())
     assert [s["rate"] for s in data["steps"]] == [20, 40] and data["capacity_rps"] == 40
