@@ -48,6 +48,28 @@ def redis_url(services) -> str:
 
 
 @pytest.fixture(scope="session")
+def redis_cluster_url(state_dir) -> str:
+    """A Redis Cluster: ``$AI_CACHE_REDIS_URL``/``$AI_CACHE_REDIS_CLUSTER_NODES`` when they name an
+    answering cluster, else the state folder's throwaway 3-master loopback cluster (started or
+    reused; ``wedcache services down`` stops it)."""
+    from wedcache.redis_client import is_cluster_url, redis_url_from_env
+
+    url = redis_url_from_env(os.environ)
+    if url and is_cluster_url(url) and svc.redis_answers(url):
+        return url
+    try:
+        return svc.ensure_redis_cluster(state_dir, 3)
+    except svc.ServiceError as error:
+        pytest.fail(f"no Redis Cluster for the tests: {error}", pytrace=False)
+
+
+@pytest.fixture(scope="session", params=["single", "cluster"])
+def any_redis_url(request) -> str:
+    """Each Redis kind in turn: the single server (:func:`redis_url`), then the cluster."""
+    return request.getfixturevalue("redis_url" if request.param == "single" else "redis_cluster_url")
+
+
+@pytest.fixture(scope="session")
 def database_url(services):
     """A database created for this test session (dropped at its end), as a URL."""
     with scratch_database(services.database_url, "wedcache_test") as url:

@@ -14,18 +14,11 @@ from wedcache.cache import TieredCache
 from wedcache.coherence import InvalidationBus
 from wedcache.tiers.memory import MemoryTier
 
+from waiting import eventually
+
 pytestmark = pytest.mark.integration
 
 CTX = {"weddingDate": "2026-06-06", "location": "NYC", "vendorTypes": ["florist"], "weddingId": "w-1"}
-
-
-def eventually(condition, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 @pytest.fixture

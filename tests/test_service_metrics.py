@@ -361,3 +361,13 @@ def _read(log) -> str:
     log.flush()
     log.seek(0)
     return log.read()
+
+
+def test_an_applied_scaling_plan_is_counted_by_season(app, store):
+    _, headers = new_key(store, role="admin")
+    before = scrape(app).get(("ai_cache_scaling_events_total", labels(season="fall")), 0.0)
+    response = app.post("/api/ai-cache/seasonal-scaling", headers=headers,
+                        json={"action": "execute", "seasonConfig": {"season": "fall", "trafficMultiplier": 2.2,
+                                                                    "cacheSize": 2.0, "costBudget": 1.2}})
+    assert response.status_code == 200, response.text
+    assert scrape(app)[("ai_cache_scaling_events_total", labels(season="fall"))] == before + 1

@@ -1,4 +1,4 @@
-"""One contract, every tier: memory, Redis and PostgreSQL (real servers) behave alike."""
+"""One contract, every tier: memory, Redis (a single server and a cluster) and PostgreSQL (real servers) behave alike."""
 import uuid
 
 import pytest
@@ -11,12 +11,14 @@ from wedcache.tiers.redis import RedisTier
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["memory", "redis", "postgres"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster", "postgres"])
 def tier(request, clock):
     if request.param == "memory":
         made = MemoryTier(eviction="tinylfu")
     elif request.param == "redis":
         made = RedisTier(request.getfixturevalue("redis_url"), clock=clock, timeout_ms=500)
+    elif request.param == "redis-cluster":
+        made = RedisTier(request.getfixturevalue("redis_cluster_url"), clock=clock, timeout_ms=500)
     else:
         made = PostgresTier(request.getfixturevalue("migrated_database_url"), clock=clock, timeout_ms=2000)
     yield made
@@ -91,12 +93,11 @@ def test_invalidate_removes_exactly_what_the_selector_matches(tier, clock, org_i
     assert {e.key for e in entries if tier.get(e.key) is None} == expected
 
 
-def test_corrupt_bytes_in_redis_read_as_a_miss_and_are_removed(redis_url, org_id):
-    import redis as redis_py
-
+def test_corrupt_bytes_in_redis_read_as_a_miss_and_are_removed(any_redis_url, org_id):
+    from wedcache.redis_client import redis_client
     from wedcache.tiers.redis import RedisTier
 
-    tier, client = RedisTier(redis_url), redis_py.Redis.from_url(redis_url)
+    tier, client = RedisTier(any_redis_url, timeout_ms=500), redis_client(any_redis_url)
     try:
         key = f"ai:{{{org_id}}}:general:corrupt"
         client.set(key, b"\xff not an entry")

@@ -22,9 +22,10 @@ import uuid
 from typing import Any
 
 import orjson
-import redis
 
 from .entry import Selector
+from .redis_client import ERRORS as REDIS_ERRORS
+from .redis_client import redis_client
 
 CHANNEL = "wedcache:invalidations"
 RETRY_SECONDS = 1.0
@@ -35,7 +36,8 @@ log = logging.getLogger(__name__)
 class InvalidationBus:
     """Publishes this replica's invalidations and applies the others' to ``memory``.
 
-    :param redis_url: the shared Redis.
+    :param redis_url: the shared Redis; a ``redis+cluster://`` URL subscribes on one cluster
+        node (PUBLISH reaches every node of a cluster).
     :param memory: this replica's memory tier (``invalidate(selector)``, ``clear()``).
     """
 
@@ -46,7 +48,7 @@ class InvalidationBus:
         """Invalidations received from other replicas and applied here."""
         self.resets = 0
         """Times the memory tier was dropped after a broken subscription."""
-        self._client = redis.Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        self._client = redis_client(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
         self._stopping = threading.Event()
         self._subscribed = threading.Event()
         self._thread = threading.Thread(target=self._listen, name="wedcache-invalidations", daemon=True)
@@ -59,7 +61,7 @@ class InvalidationBus:
         try:
             self._client.publish(self.channel, message)
             return True
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("invalidation not published to other replicas (they reset on reconnect): %s", exc)
             return False
 
@@ -77,7 +79,7 @@ class InvalidationBus:
         while not self._stopping.is_set():
             try:
                 self._serve_subscription(reset=broken)
-            except (redis.RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 self._subscribed.clear()
                 if not broken:
                     log.warning("invalidation subscription lost (memory tier is dropped on reconnect): %s", exc)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Mapping
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     breaker_failures: int = Field(5, gt=0)
     breaker_reset_seconds: float = Field(5.0, gt=0)
     lock_timeout_seconds: float = Field(30.0, gt=0)
+    redis_cluster_nodes: str | None = None
+    """``host:port,host:port,…`` of a Redis Cluster; without ``AI_CACHE_REDIS_URL`` it becomes
+    ``redis_url`` as ``redis+cluster://host:port,…`` (both set: an error)."""
     encryption_key: str | None = None
     """URL-safe base64 of 32 bytes; without it a key is created in the state folder."""
     # The origin: simulated unless ORIGIN_URL names an OpenAI-compatible API.
@@ -56,6 +59,29 @@ class Settings(BaseSettings):
     origin_latency_median_ms: float = Field(1200, ge=0)
     origin_latency_p95_ms: float = Field(2500, ge=0)
     origin_cost_per_call_usd: float = Field(0.002, ge=0)
+
+    @field_validator("redis_cluster_nodes")
+    @classmethod
+    def _nodes_are_host_port(cls, value: str | None) -> str | None:
+        if value:
+            from .redis_client import cluster_url
+
+            cluster_url(value)  # ValueError naming the bad node
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cluster_nodes_make_the_url(cls, values):
+        if not isinstance(values, dict) or not values.get("redis_cluster_nodes"):
+            return values
+        if values.get("redis_url"):
+            raise ValueError("set AI_CACHE_REDIS_URL or AI_CACHE_REDIS_CLUSTER_NODES, not both")
+        from .redis_client import cluster_url
+
+        try:
+            return {**values, "redis_url": cluster_url(values["redis_cluster_nodes"])}
+        except ValueError:
+            return values  # the field validator names the variable
 
     @property
     def memory_size_bytes(self) -> int:

@@ -23,6 +23,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import psycopg
 import psycopg_pool
@@ -30,6 +31,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client import generate_latest, multiprocess
 
 from .tiers.postgres import _ENSURE_ORG, RECONNECT_TIMEOUT
+
+if TYPE_CHECKING:
+    from .scaling import ScalingEvent
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +89,8 @@ class ServiceMetrics:
         self.memory_limit = Gauge("ai_cache_memory_limit_bytes", "The memory tier's byte budget.",
                                   multiprocess_mode="livesum", **series)
         self.errors = Counter("ai_cache_errors", "Errors answered, by error code.", ("code",), **series)
+        self.scaling_events = Counter("ai_cache_scaling_events", "Seasonal scaling plans applied, by season.",
+                                      ("season",), **series)
 
     def observe_request(self, *, tier: str | None, market_tier: str, vendor_type: str | None,
                         response_ms: float) -> None:
@@ -104,6 +110,10 @@ class ServiceMetrics:
 
     def count_error(self, code: str) -> None:
         self.errors.labels(code).inc()
+
+    def count_scaling_event(self, event: "ScalingEvent") -> None:
+        """One applied seasonal plan (a :class:`~wedcache.scaling.ScalingEvent`)."""
+        self.scaling_events.labels(event.season).inc()
 
     def render(self) -> tuple[bytes, str]:
         """:func:`render_metrics` of this registry (of every process in multiprocess mode)."""

@@ -24,6 +24,7 @@ import redis
 
 from .breaker import CircuitBreaker
 from .clock import Clock
+from .redis_client import ERRORS as REDIS_ERRORS
 
 if TYPE_CHECKING:
     from .policy import Policy
@@ -34,7 +35,7 @@ MICROS = 1_000_000
 LOCAL_PRUNE_AT = 10_000
 """Fallback entries kept before replenished ones are dropped (the bound then doubles)."""
 
-_REDIS_ERRORS = (redis.RedisError, OSError)
+_REDIS_ERRORS = REDIS_ERRORS  # RedisError, OSError and the cluster client's RedisClusterException
 
 # KEYS[1]: the subject's TAT. ARGV: now, emission interval, window (integer microseconds).
 # Returns {1 if allowed else 0, the TAT after the decision minus now}. Mirrors _Rate.step.
@@ -106,7 +107,8 @@ class RateLimiter:
     :param plans: requests allowed per window, by plan name; 0 means unlimited.
     :param window_seconds: the window the plans' limits are counted over.
     :param clock: the time source (``now()`` in seconds).
-    :param redis_client: the shared store; ``None`` counts in this process only.
+    :param redis_client: the shared store (a ``redis.Redis`` or a ``RedisCluster``: the one
+        key the script touches decides its node); ``None`` counts in this process only.
     :param prefix: start of the Redis keys.
     :param breaker: guards Redis; default: open after 5 consecutive errors.
     """

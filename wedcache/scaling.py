@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable
 
 from .clock import Clock, today
 from .policy import Policy
@@ -54,6 +54,8 @@ class SeasonalScalingAutomator:
         self.base_bytes, self.base_entries, self.enabled = base_bytes, base_entries, enabled
         self.season: str | None = None
         self.events: list[ScalingEvent] = []
+        self.listeners: list[Callable[[ScalingEvent], None]] = []
+        """Called with every applied plan (the service counts them in Prometheus)."""
 
     def tick(self) -> ScalingEvent | None:
         """Apply the current season's plan if the season changed; returns the event, if any."""
@@ -74,6 +76,8 @@ class SeasonalScalingAutomator:
         event = ScalingEvent(self.clock.now(), season, plan.cache_size_multiplier, plan.ttl_adjustment_factor,
                              max_bytes, max_entries, evicted)
         self.events.append(event)
+        for listener in self.listeners:
+            listener(event)
         log.info("seasonal scaling: %s plan applied (memory %d bytes / %d entries, TTL x%.2f, %d evicted)",
                  season, max_bytes, max_entries, plan.ttl_adjustment_factor, evicted)
         return event

@@ -13,9 +13,9 @@ import threading
 from concurrent.futures import Future
 from typing import Any, Callable
 
-import redis
 
 from .errors import TierUnavailable
+from .redis_client import ERRORS as REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,9 @@ class SingleFlight:
 class RedisLocks:
     """Short-lived distributed locks on one Redis client (``key + ':lock'``).
 
+    The client may be a ``RedisCluster``: a lock's name keeps its key's ``{org}`` hash tag,
+    so it lives on the entry's node and the release script touches one key.
+
     Redis errors become :class:`~wedcache.errors.TierUnavailable` (``redis``), as in the
     Redis tier, so the cache guards locks with the Redis tier's breaker.
     """
@@ -108,7 +111,7 @@ class RedisLocks:
     def _call(fn: Callable, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise TierUnavailable("redis", exc) from exc
 
     @staticmethod

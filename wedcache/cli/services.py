@@ -26,11 +26,17 @@ def _say(message: str) -> None:
     typer.echo(message, err=True)
 
 
+RedisCluster = Annotated[Optional[int], typer.Option(
+    "--redis-cluster", min=1, metavar="MASTERS",
+    help="Make Redis a cluster: the AI_CACHE_REDIS_URL cluster when it answers, else a throwaway "
+         "loopback cluster of MASTERS masters under <state dir>/redis-cluster.")]
+
+
 @services_app.command()
-def up(state_dir: StateDir = None) -> None:
+def up(state_dir: StateDir = None, redis_cluster: RedisCluster = None) -> None:
     """Use AI_CACHE_* URLs or default ports when they answer, else start throwaway servers."""
     try:
-        found = lib.ensure_services(state_dir, progress=_say)
+        found = lib.ensure_services(state_dir, progress=_say, redis_cluster=redis_cluster)
     except lib.ServiceError as error:
         _say(f"error: {error}")
         raise typer.Exit(1)
@@ -51,8 +57,8 @@ def status(state_dir: StateDir = None,
     table = Table(title=f"wedcache services (state folder {report['state_dir']})")
     for column in ("service", "source", "url", "answers", "pid", "log"):
         table.add_column(column, overflow="fold")
-    for kind in ("redis", "postgres"):
-        for row in report[kind]:
+    for kind in ("redis", "redis-cluster", "postgres"):
+        for row in report.get(kind, []):
             table.add_row(kind, row["source"], row["url"], "yes" if row["answers"] else "no",
                           str(row.get("pid") or ""), row.get("log", ""))
     Console().print(table)

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import psycopg_pool
-import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -38,6 +37,7 @@ from ..coherence import InvalidationBus
 from ..config import Settings, load_settings
 from ..errors import ServiceError
 from ..metrics import MetricRow, MetricsBuffer, ServiceMetrics
+from ..redis_client import AnyRedis, redis_client
 from ..migrations import apply_migrations, pending_migrations
 from ..policy import Policy, load_policy
 from ..ratelimit import RateLimiter
@@ -63,7 +63,7 @@ class ServiceState:
     answering: WeddingAICacheService
     keys: ApiKeyStore
     pool: psycopg_pool.ConnectionPool
-    redis: redis.Redis
+    redis: AnyRedis
     redis_url: str
     database_url: str
     origin: Any
@@ -88,7 +88,7 @@ class ServiceState:
         origin = build_origin(settings, clock)
         pool = psycopg_pool.ConnectionPool(database_url, min_size=1, max_size=8, open=True, name="wedcache-service",
                                            kwargs={"autocommit": True, "connect_timeout": 2})
-        client = redis.Redis.from_url(redis_url, socket_timeout=0.05, socket_connect_timeout=0.05,
+        client = redis_client(redis_url, socket_timeout=0.05, socket_connect_timeout=0.05,
                                       retry=Retry(NoBackoff(), 0))
         automator = SeasonalScalingAutomator(policy, clock, cache.memory, cache.ttl, settings.memory_size_bytes,
                                              settings.max_entries, settings.seasonal_scaling_enabled)
@@ -98,6 +98,7 @@ class ServiceState:
                     AuditLog(pool, clock, settings.audit_logging_enabled),
                     SeasonalControl(automator, policy, clock, pool, client), ServiceMetrics(),
                     MetricsBuffer(database_url))
+        automator.listeners.append(state.metrics.count_scaling_event)
         state.closers += [cache.close, pool.close, client.close, getattr(origin, "close", lambda: None),
                           _every(SCALING_TICK_SECONDS, automator.tick)]
         if cache.memory is not None:  # other replicas' invalidations reach this memory tier

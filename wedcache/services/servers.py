@@ -34,9 +34,11 @@ POSTGRES_OS_USER = "pgserver"
 # --- probes ---------------------------------------------------------------------------
 
 def redis_answers(url: str, timeout: float = 1.0) -> bool:
-    """Whether the Redis server at ``url`` answers PING within ``timeout`` seconds."""
+    """Whether the Redis server (or cluster: ``redis+cluster://``) at ``url`` answers PING within ``timeout`` seconds."""
+    from ..redis_client import redis_client
+
     try:
-        with redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout) as client:
+        with redis_client(url, socket_connect_timeout=timeout, socket_timeout=timeout) as client:
             return bool(client.ping())
     except Exception:  # refused, timed out, wrong password, bad URL: all mean "no"
         return False

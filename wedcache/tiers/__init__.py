@@ -84,7 +84,7 @@ def tier_from_url(url: str, **kwargs: Any) -> Tier:
 def _load_builtin(scheme: str) -> None:
     if scheme == "memory":
         from . import memory  # noqa: F401  (registers itself)
-    elif scheme in ("redis", "rediss", "unix"):
+    elif scheme in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"):
         from . import redis  # noqa: F401
     elif scheme in ("postgres", "postgresql"):
         from . import postgres  # noqa: F401

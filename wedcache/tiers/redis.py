@@ -7,25 +7,32 @@ set per wedding, vendor type, market tier and cache type — so invalidation rea
 selected sets and never SCANs the keyspace; :meth:`RedisTier.entries` lists an organization
 through its ``all`` set (SSCAN of that one set). Redis errors and timeouts become
 :class:`~wedcache.errors.TierUnavailable`.
+
+The URL may name a Redis Cluster (``redis+cluster://host:port[,host:port…]``, see
+:mod:`wedcache.redis_client`): the hash tag puts an organization's entries and index sets
+in one slot, so every multi-key command here (``MGET``, ``SUNION``, ``DEL``) and each
+organization's pipeline go to one node; only the ``ai:orgs`` set lives elsewhere.
 """
 from __future__ import annotations
 
 import logging
 from typing import Any, Iterable, Iterator
 
-import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from ..clock import Clock, SystemClock
 from ..entry import CacheEntry, Selector
 from ..errors import TierUnavailable
+from ..redis_client import CLUSTER_SCHEMES, redis_client
+from ..redis_client import ERRORS as REDIS_ERRORS
 from . import Unreadable, register_tier
 
 log = logging.getLogger(__name__)
 
 ORGS_SET = "ai:orgs"
-_ERRORS = (redis.RedisError, OSError)
+_ERRORS = REDIS_ERRORS
 
 
 def index_keys(entry: CacheEntry) -> list[str]:
@@ -51,7 +58,7 @@ def selector_sets(org_id: str, selector: Selector) -> list[list[str]]:
 class RedisTier:
     """L2: entries and their index sets in Redis.
 
-    :param url: a ``redis://`` URL.
+    :param url: a ``redis://`` URL, or ``redis+cluster://`` for a Redis Cluster.
     :param timeout_ms: socket connect and read timeout; a slower Redis counts as failed.
     :param grace_seconds: extra life given to ``PX`` past ``expires_at`` (stale-while-revalidate).
     :param index_ttl_seconds: how long an index set outlives its last addition.
@@ -66,8 +73,9 @@ class RedisTier:
         self.grace_seconds = grace_seconds
         self.index_ttl_ms = index_ttl_seconds * 1000
         timeout = timeout_ms / 1000
-        self.client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                           retry=Retry(NoBackoff(), 0), max_connections=pool_max)
+        self.client = redis_client(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                   retry=Retry(NoBackoff(), 0), max_connections=pool_max)
+        self.cluster = isinstance(self.client, RedisCluster)
 
     def get(self, key: str) -> CacheEntry | None:
         try:
@@ -132,8 +140,12 @@ class RedisTier:
         pipe = self.client.pipeline(transaction=False)
         for org in orgs:
             pipe.scard(f"ai:{{{org.decode()}}}:idx:all")
+        entries = sum(self._execute(pipe))
+        if self.cluster:
+            per_node = self._call(self.client.info, "memory", target_nodes=RedisCluster.PRIMARIES)
+            return {"entries": entries, "bytes": sum(m.get("used_memory", 0) for m in per_node.values())}
         memory = self._call(self.client.info, "memory")
-        return {"entries": sum(self._execute(pipe)), "bytes": memory.get("used_memory", 0)}
+        return {"entries": entries, "bytes": memory.get("used_memory", 0)}
 
     def ping(self) -> bool:
         return bool(self._call(self.client.ping))
@@ -146,7 +158,10 @@ class RedisTier:
         pipe = self.client.pipeline(transaction=False)
         groups = selector_sets(org, selector)
         for group in groups:
-            pipe.sunion(group)
+            if self.cluster:  # redis-py blocks SUNION in cluster pipelines; a group shares one slot
+                pipe.execute_command("SUNION", *group)
+            else:
+                pipe.sunion(group)
         found = self._execute(pipe)
         return set.intersection(*found) if found else set()
 
@@ -176,7 +191,10 @@ class RedisTier:
         if not entries:
             return 0
         pipe = self.client.pipeline(transaction=False)
-        pipe.delete(*[e.key for e in entries])
+        if self.cluster:  # redis-py refuses a multi-key DEL in cluster pipelines; these share one slot
+            pipe.execute_command("DEL", *[e.key for e in entries])
+        else:
+            pipe.delete(*[e.key for e in entries])
         for entry in entries:
             for name in index_keys(entry):
                 pipe.srem(name, entry.key)
@@ -216,5 +234,5 @@ def _from_url(url: str, **kwargs: Any) -> RedisTier:
     return RedisTier(url, **kwargs)
 
 
-for _scheme in ("redis", "rediss", "unix"):
+for _scheme in ("redis", "rediss", "unix", *CLUSTER_SCHEMES):
     register_tier(_scheme, _from_url)
