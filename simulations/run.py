@@ -8,7 +8,6 @@ wall-time fields), because every random stream is seeded from the scenario's see
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import pandas as pd
 
 from wedcache.keys import organization_uuid
 from wedcache.policy import VENDOR_TYPES, Policy
+from wedcache.reporting import write_json
 
 from .engine import Engine, Records
 from .model import System, build_system, start_of
@@ -93,16 +93,10 @@ def simulate(scenario: Scenario, out: Path | None = None, *, backends: str = "mo
 def write_results(summary: dict[str, Any], series: pd.DataFrame, out: Path) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json) + "\n")
+    write_json(out / "summary.json", summary)
     series.to_csv(out / "timeseries.csv", index=False)
     files = write_simulation_report(summary, series, out)
     return {"summary": out / "summary.json", "timeseries": out / "timeseries.csv", **files}
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
 
 
 def _clean_up(system: System, source: Any) -> None:

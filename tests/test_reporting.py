@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import math
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from simulations.report import write_simulation_report
-from wedcache.reporting import Report, fmt_ms, fmt_number, fmt_percent, fmt_usd
+from wedcache.reporting import Report, fmt_bytes, fmt_ms, fmt_number, fmt_percent, fmt_usd, write_json
 
 CHARTS = ("load_and_hit_rate", "latency_by_season", "hit_rate_by_market_tier", "hit_rate_by_vendor_type",
           "staleness", "cost")
@@ -88,8 +89,17 @@ def test_formatters_read_well_and_show_missing_values_as_a_dash():
     assert fmt_percent(0.873) == "87.3 %"
     assert fmt_ms(0.05) == "0.05 ms" and fmt_ms(12.34) == "12.3 ms" and fmt_ms(1250) == "1,250 ms"
     assert fmt_usd(1234.5) == "$1,234.50" and fmt_usd(0.0042) == "$0.0042"
-    for fmt in (fmt_number, fmt_percent, fmt_ms, fmt_usd):
+    assert fmt_bytes(512e6) == "512 MB" and fmt_bytes(2.66e9) == "2.66 GB" and fmt_bytes(1.5e11) == "150 GB"
+    assert fmt_bytes(800) == "800 B"
+    for fmt in (fmt_number, fmt_percent, fmt_ms, fmt_bytes, fmt_usd):
         assert fmt(None) == fmt(math.nan) == fmt(pd.NA) == "—"
+
+
+def test_write_json_writes_numpy_scalars_as_numbers(tmp_path):
+    import json
+
+    path = write_json(tmp_path / "out.json", {"n": np.int64(3), "x": np.float64(0.5), "when": date(2026, 6, 6)})
+    assert json.loads(path.read_text()) == {"n": 3, "x": 0.5, "when": "2026-06-06"}
 
 
 # --- Report -----------------------------------------------------------------------------------

@@ -5,12 +5,14 @@ Blocks are added in reading order; :meth:`Report.write` renders ``report.html`` 
 its own CSS, figures referenced by relative file name) and ``report.md`` next to the PNG
 figures. Text is plain text: HTML is escaped, and ``**bold**`` is the only markup.
 
-Helpers: :func:`fmt_number`, :func:`fmt_percent`, :func:`fmt_ms` and :func:`fmt_usd` turn
-values (``None`` and NaN included) into display strings.
+Helpers: :func:`fmt_number`, :func:`fmt_percent`, :func:`fmt_ms`, :func:`fmt_bytes` and
+:func:`fmt_usd` turn values (``None`` and NaN included) into display strings; :func:`write_json`
+writes the JSON that goes with a report.
 """
 from __future__ import annotations
 
 import html
+import json
 import math
 import numbers
 import re
@@ -95,6 +97,18 @@ def fmt_ms(x: Any) -> str:
     return f"{x:.1f} ms" if abs(x) >= 1 else f"{x:.2f} ms"
 
 
+def fmt_bytes(x: Any) -> str:
+    """Decimal units as the policy's ``cacheSize`` reads them: ``512 MB``, ``1.2 GB``."""
+    if _missing(x):
+        return MISSING
+    x = float(x)
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if x >= scale:
+            value = x / scale
+            return f"{value:.3g} {unit}" if value < 100 else f"{value:,.0f} {unit}"
+    return f"{x:.0f} B"
+
+
 def fmt_usd(x: Any) -> str:
     """Dollars: ``$1,234.56``; amounts under a dollar keep four decimals (``$0.0042``)."""
     if _missing(x):
@@ -102,6 +116,18 @@ def fmt_usd(x: Any) -> str:
     x = float(x)
     sign = "-" if x < 0 else ""
     return f"{sign}${abs(x):,.2f}" if abs(x) >= 1 or x == 0 else f"{sign}${abs(x):.4f}"
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """``data`` as indented JSON at ``path`` (numpy scalars as numbers, anything else unknown as text):
+    the machine-readable file every report has next to it."""
+    path = Path(path)
+    path.write_text(json.dumps(data, indent=2, default=_json_value) + "\n", encoding="utf-8")
+    return path
+
+
+def _json_value(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else str(value)
 
 
 # --- rendering -------------------------------------------------------------------------------

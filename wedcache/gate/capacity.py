@@ -14,14 +14,13 @@ achieved throughput against the requested rate.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import matplotlib.pyplot as plt
 
-from ..reporting import Report, fmt_ms, fmt_percent
+from ..reporting import Report, fmt_ms, fmt_percent, write_json
 from .errors import GateInputError
 from .run import SERVE_ARGV, GateResult, Profile, gate_session
 
@@ -84,7 +83,7 @@ def run_capacity(redis_url: str, database_url: str, profile: Profile, thresholds
 def write_capacity(result: CapacityResult, out: Path) -> dict[str, Path]:
     """``capacity.json``, ``report.html``, ``report.md`` and the PNG into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "capacity.json").write_text(json.dumps(result.as_json(), indent=2) + "\n", encoding="utf-8")
+    write_json(out / "capacity.json", result.as_json())
     return {"json": out / "capacity.json", **capacity_report(result).write(out)}
 
 

@@ -7,12 +7,11 @@ targets.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from ..reporting import Report, fmt_ms, fmt_percent
+from ..reporting import Report, fmt_ms, fmt_percent, write_json
 from .run import GateResult
 
 EXPLANATION = ("End-to-end latencies are Locust's percentiles of POST /api/ai-cache/query (client clock, "
@@ -25,7 +24,7 @@ EXPLANATION = ("End-to-end latencies are Locust's percentiles of POST /api/ai-ca
 def write_outputs(result: GateResult, out: Path) -> dict[str, Path]:
     """``gate.json``, ``report.html``, ``report.md`` and the PNG into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "gate.json").write_text(json.dumps(result.as_json(), indent=2) + "\n", encoding="utf-8")
+    write_json(out / "gate.json", result.as_json())
     for name, text in result.stats.csv_files.items():  # Locust's own tables, for load_test_analysis.ipynb
         (out / name).write_text(text, encoding="utf-8")
     return {"json": out / "gate.json", **build_report(result).write(out)}

@@ -47,6 +47,7 @@ import pandas as pd
 from scipy.stats import poisson
 
 from ..policy import Policy
+from ..reporting import Report, fmt_bytes, write_json
 from .costs import GB, HOURS_PER_MONTH, breakdown
 from .mrc import MissRatioCurve, previous_and_next, stack_distances
 from .replicas import DEFAULT_CALIBRATION, ServiceCalibration, plan_replicas
@@ -353,12 +354,8 @@ def seed_costs(policy: Policy, calibration: ServiceCalibration = DEFAULT_CALIBRA
             for name, res in policy.resources.items()}
 
 
-def _gb(nbytes: float) -> str:
-    return f"{nbytes / GB:,.1f} GB" if nbytes >= GB / 10 else f"{nbytes / 1e6:,.0f} MB"
-
-
 def _need_text(field: str, value: float) -> str:
-    return _gb(value) if field in ("memory", "redis_memory") else f"{value:,.0f}"
+    return fmt_bytes(value) if field in ("memory", "redis_memory") else f"{value:,.0f}"
 
 
 def busiest(seasons: dict[str, dict[str, Any]]) -> str:
@@ -372,8 +369,8 @@ def conclusion(plan: dict[str, Any]) -> list[str]:
     fig = grown["seasons"][name]
     row = allocation_row(name, plan_policy(plan))
     first = (f"After growth (users x{plan['growth']['users']:g}, queries x{plan['growth']['queries']:g}) "
-             f"{name} peaks at {fig['peak_qps']:,.0f} requests/s and needs {_gb(fig['memory_bytes'])} of cache "
-             f"memory, {_gb(fig['redis_bytes'])} of Redis, {fig['postgres_connections']:,} PostgreSQL connections "
+             f"{name} peaks at {fig['peak_qps']:,.0f} requests/s and needs {fmt_bytes(fig['memory_bytes'])} of cache "
+             f"memory, {fmt_bytes(fig['redis_bytes'])} of Redis, {fig['postgres_connections']:,} PostgreSQL connections "
              f"and {fig['replicas']} replicas ({fig['cpu_cores']:g} cores), about "
              f"${fig['monthly_cost']['total']:,.0f} a month, "
              f"${fig['monthly_cost']['origin']:,.0f} of it origin calls.")
@@ -401,7 +398,7 @@ def plan_policy(plan: dict[str, Any]) -> Policy:
 
 
 def season_table(seasons: dict[str, dict[str, Any]]) -> list[list[Any]]:
-    return [[name, f["peak_qps"], f"{f['hit_rate']:.1%}", _gb(f["memory_bytes"]), _gb(f["redis_bytes"]),
+    return [[name, f["peak_qps"], f"{f['hit_rate']:.1%}", fmt_bytes(f["memory_bytes"]), fmt_bytes(f["redis_bytes"]),
              f["postgres_connections"], f["replicas"], f["cpu_cores"], f"${f['monthly_cost']['total']:,.0f}"]
             for name, f in seasons.items()]
 
@@ -412,8 +409,6 @@ SEASON_COLUMNS = ["season", "peak QPS", "hit rate", "memory", "Redis", "PG conne
 
 def capacity_report(plan: dict[str, Any]) -> Any:
     """The :class:`~wedcache.reporting.Report`: conclusion, per-season tables, comparison, figures."""
-    from ..reporting import Report
-
     g = plan["growth"]
     report = Report("wedcache capacity plan",
                     f"scenario {plan['scenario']}: users x{g['users']:g}, queries x{g['queries']:g} over 12 months")
@@ -487,13 +482,9 @@ def cost_figure(plan: dict[str, Any]) -> Any:
 
 def write_capacity(plan: dict[str, Any], out: Path) -> dict[str, Path]:
     """``capacity.json``, ``report.html``, ``report.md`` and the PNGs into ``out``."""
-    import json
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "capacity.json").write_text(json.dumps(plan, indent=2, default=_plain) + "\n", encoding="utf-8")
+    write_json(out / "capacity.json", plan)
     return {"json": out / "capacity.json", **capacity_report(plan).write(out)}
 
 
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else str(value)

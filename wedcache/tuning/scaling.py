@@ -53,7 +53,7 @@ import tomli_w
 
 from ..config import Settings
 from ..policy import Policy
-from ..reporting import Report, fmt_percent, fmt_usd
+from ..reporting import Report, fmt_percent, fmt_usd, write_json
 from ..scaling import ScalingEvent
 from .costs import CostBreakdown, ZERO, breakdown, gb
 from .replicas import DEFAULT_CALIBRATION, HpaLag, ReplicaPlan, ServiceCalibration, plan_replicas
@@ -486,16 +486,12 @@ def write_outputs(comparison: Comparison, out: Path) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "scaling.json", "recommended": out / "recommended.toml", "hours": out / "hours.csv"}
-    paths["json"].write_text(json.dumps(comparison.to_dict(), indent=2, default=_json) + "\n")
+    write_json(paths["json"], comparison.to_dict())
     paths["recommended"].write_text(tomli_w.dumps(recommended_toml(comparison)))
     hours = pd.concat([r.hours.assign(policy=r.name) for r in comparison.runs], ignore_index=True)
     hours.to_csv(paths["hours"], index=False, float_format="%.6g")
     report = build_report(comparison, conclusion(comparison.summaries, comparison.recommended))
     return {**paths, **report.write(out)}
-
-
-def _json(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else str(value)
 
 
 def load_calibration_file(path: Path) -> ServiceCalibration:

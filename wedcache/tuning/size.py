@@ -33,7 +33,6 @@ simulated hit rate is lower), the ``memory_entries`` cap, and W-TinyLFU (the cur
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -43,7 +42,7 @@ import numpy as np
 from wedcache.errors import InvalidInput
 from wedcache.partition import LocationBasedCachePartitioner
 from wedcache.policy import MARKET_TIERS, Policy
-from wedcache.reporting import Report, fmt_number, fmt_percent
+from wedcache.reporting import Report, fmt_bytes, fmt_number, fmt_percent, write_json
 
 from .mrc import MissRatioCurve, stack_distances
 
@@ -132,17 +131,6 @@ class Sizing:
 
 
 # --- figures in words ----------------------------------------------------------------------
-
-def fmt_bytes(n: float | None) -> str:
-    """Decimal units as the policy's ``cacheSize`` reads them: ``512 MB``, ``1.2 GB``."""
-    if n is None:
-        return "—"
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            value = n / scale
-            return f"{value:.3g} {unit}" if value < 100 else f"{value:,.0f} {unit}"
-    return f"{n:.0f} B"
-
 
 def conclusion(t: TierSizing) -> str:
     """One sentence: the bytes the tier needs for its target, and what the seed's size reaches."""
@@ -405,5 +393,5 @@ def write_sizing(result: Sizing, out: str | Path) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "sizing.json"
-    path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    write_json(path, result.to_dict())
     return {"sizing": path, **build_report(result).write(out)}

@@ -36,7 +36,6 @@ loads it), ``tuning.json`` and the report (``report.html``, ``report.md``, ``par
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 from typing import Any, Callable
@@ -46,7 +45,7 @@ from matplotlib.figure import Figure
 
 from ..errors import InvalidInput
 from ..policy import VENDOR_TYPES, Policy, dump_policy, load_policy, policy_from_dict, policy_to_dict
-from ..reporting import Report, fmt_percent, fmt_usd
+from ..reporting import Report, fmt_percent, fmt_usd, write_json
 
 DEFAULT_TTL_FACTORS = tuple(2 ** (k / 2) for k in range(-10, 3))
 """Multiples of the seed's ``baseTtl`` swept by default: 1/32 to 2 in steps of √2."""
@@ -275,7 +274,7 @@ def write_outputs(result: dict[str, Any], tuned: Policy, out: Path) -> dict[str,
     dump_policy(tuned, out / "tuned-policy.toml")
     files = {"policy": "tuned-policy.toml", "tuning": "tuning.json"}
     files.update({name: path.name for name, path in build_report(result).write(out).items()})
-    (out / "tuning.json").write_text(json.dumps({**result, "files": files}, indent=2) + "\n")
+    write_json(out / "tuning.json", {**result, "files": files})
     return files
 
 
