@@ -7,12 +7,12 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from datetime import datetime, timezone
 
 import psycopg
 import pytest
+from waiting import wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 
@@ -124,14 +124,6 @@ def stored(url: str, org_id: str) -> list[tuple]:
             "SELECT xmin::text, cache_key, metric_type::text, metric_value::float8, response_time_ms, tier, "
             "vendor_type::text, season::text FROM ai_cache_performance_metrics WHERE organization_id = %s "
             "ORDER BY recorded_at, cache_key", (org_id,)).fetchall()
-
-
-def wait_until(condition, timeout: float = 10.0) -> None:
-    """Poll ``condition`` (a background thread's work) until it holds or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 @pytest.mark.integration

@@ -16,7 +16,6 @@ import secrets
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from waiting import wait_until
 from fastapi.testclient import TestClient
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
@@ -102,14 +102,6 @@ def _error(response, status: int, code: str) -> dict:
     error = response.json()["error"]
     assert error["code"] == code and error["requestId"] == response.headers["X-Request-ID"]
     return error
-
-
-def wait_until(condition, timeout: float = 10.0) -> None:
-    """Poll ``condition`` (a background thread's work) until it holds or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def unused_port() -> int:

@@ -13,3 +13,8 @@ def eventually(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
             return True
         time.sleep(0.01)
     return condition()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """:func:`eventually`, failing the test when ``condition`` does not come to hold within ``timeout``."""
+    assert eventually(condition, timeout), "timed out"
