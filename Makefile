@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # `make test FULL=1` also runs the tests marked slow.
 MARKERS := $(if $(FULL),,-m "not slow")
 
-.PHONY: venv test test-full run bench bench-sim bench-service perf-gate services-up services-down clean
+.PHONY: venv test test-full run bench bench-sim bench-service perf-gate load-distributed services-up services-down clean
 
 venv: $(STAMP)
 
@@ -50,6 +50,13 @@ bench-sim: venv
 # PROFILE=full targets the source document's figures.
 perf-gate: venv
 	$(WEDCACHE) gate run --profile $(or $(PROFILE),ci)
+
+# Distributed load: a Locust master and WORKERS workers against two replicas behind a loopback
+# balancer, checked like the gate (exit 1 on a breach). DURATION in seconds ("30" or "30s");
+# RATE=R paces the users at R requests/s in all; PROFILE=full for the SLA's targets.
+load-distributed: venv
+	$(WEDCACHE) gate run --profile $(or $(PROFILE),ci) --distributed $(or $(WORKERS),2) --users $(or $(USERS),50) \
+		--duration $(patsubst %s,%,$(or $(DURATION),30s)) $(if $(RATE),--rate $(RATE))
 
 # The HTTP service's cached-query endpoint against a bare FastAPI endpoint, under Locust.
 bench-service: venv

@@ -6,6 +6,7 @@ Run it against ``wedcache serve`` (from the repository root)::
     locust -f loadtests/locustfile.py --host http://127.0.0.1:3000 --headless -u 50 -r 10 -t 5m
     WEDCACHE_LOAD_SHAPE=seasonal locust -f loadtests/locustfile.py --host ... --headless
     locust -f loadtests/locustfile.py --master --host ...   /   locust -f loadtests/locustfile.py --worker
+    (``wedcache gate run --distributed N`` starts a master and N workers itself)
 
 **Traffic.** Each :class:`WeddingPlanner` (a ``FastHttpUser``) draws query ids by Zipf
 popularity (numpy, its own seeded generator) from one :class:`~simulations.workload.Catalogue`
@@ -16,7 +17,8 @@ queries and camelCase wedding contexts. Task weights follow real traffic: ``POST
 wedding, or one vendor type). Users wait ``--think-time MIN MAX`` seconds between requests,
 or, with ``--target-rps R`` (``WEDCACHE_TARGET_RPS``) and ``-u N``, are each paced at ``R/N``
 requests per second (Locust's ``constant_throughput``): a constant-throughput run, short of
-``R`` only when the users cannot keep up. Requests are named by endpoint. Each query answer also fires
+``R`` only when the users cannot keep up (a worker paces by its own ``-u``: Locust does not
+send it, so give workers the master's ``-u``). Requests are named by endpoint. Each query answer also fires
 a ``CACHE`` request entry named by its ``X-Cache`` header (``HIT-memory``, ``HIT-redis``,
 ``HIT-postgres``, ``MISS``) with the request's response time, so Locust's tables and CSV show
 latency per tier. A 4xx/5xx is a failure whose message carries the envelope's error code.
@@ -27,6 +29,16 @@ creates an ``enterprise`` key for a throwaway organization at ``test_start`` in 
 deployment's database: ``AI_CACHE_DATABASE_URL``, else the servers
 :func:`wedcache.services.ensure_services` finds (the ones ``wedcache serve`` uses); a master
 sends it to its workers. Otherwise the run stops with a message naming ``WEDCACHE_API_KEY``.
+
+**Workers.** Every process builds the same catalogue (give workers the master's ``--distinct``
+and ``--seed``: Locust sends custom arguments only when the load starts, after the catalogue
+is built), but a worker's users draw from a stream of their own (:meth:`Traffic.user_rng`,
+the worker's index + 1; stream 0 is a single process's and the gate's warm-up), so two
+workers do not replay each other's queries. A master tallies what each worker reported
+(:class:`WorkerTally`) and, with ``--csv PREFIX``, writes ``PREFIX_workers.csv`` (``Worker``,
+``Request Count``, ``Failure Count``; counted like the ``Aggregated`` row) when it quits.
+Before that, a master or local runner with ``--csv`` waits one CSV interval at quitting, so
+Locust's CSV writer also writes the last reports.
 
 **Shapes.** Locust uses a ``LoadTestShape`` only when one is defined in the locustfile's own
 namespace, and it imports the locustfile before it parses the command line. So the shape is
@@ -42,6 +54,7 @@ import ipaddress
 import logging
 import os
 import sys
+import csv
 import uuid
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -50,6 +63,7 @@ from urllib.parse import urlsplit
 import gevent
 import numpy as np
 from locust import FastHttpUser, constant_throughput, events, task
+from locust import stats as locust_stats
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
@@ -119,11 +133,15 @@ class Traffic:
 
     def __init__(self, distinct: int = 10_000, seed: int = 7):
         self.catalogue = Catalogue(WorkloadSpec(distinct=distinct), np.random.default_rng(seed))
-        self._seeds = np.random.SeedSequence(seed)
+        self.seed = seed
+        self._streams: dict[int, np.random.SeedSequence] = {}
 
-    def user_rng(self) -> np.random.Generator:
-        """A new generator for one user (children of the seed, so runs repeat)."""
-        return np.random.default_rng(self._seeds.spawn(1)[0])
+    def user_rng(self, stream: int = 0) -> np.random.Generator:
+        """A new generator for one user: the next child of ``stream``'s seed sequence, so runs
+        repeat (stream 0: the seed's own; stream k: ``[seed, k]``, one per Locust worker)."""
+        if stream not in self._streams:
+            self._streams[stream] = np.random.SeedSequence(self.seed if stream == 0 else [self.seed, stream])
+        return np.random.default_rng(self._streams[stream].spawn(1)[0])
 
     def pick(self, rng: np.random.Generator) -> int:
         return int(self.catalogue.sample(rng, 1)[0])
@@ -201,6 +219,8 @@ def on_init(environment: Any, **_: Any) -> None:
     traffic(environment.parsed_options)
     if isinstance(environment.runner, WorkerRunner):
         environment.runner.register_message(KEY_MESSAGE, receive_key)
+    if isinstance(environment.runner, MasterRunner):
+        environment.events.worker_report.add_listener(WorkerTally(environment.runner).add)
 
 
 def receive_key(msg: Any, **_: Any) -> None:
@@ -222,6 +242,50 @@ def on_test_start(environment: Any, **_: Any) -> None:
             return
     if isinstance(environment.runner, MasterRunner):
         environment.runner.send_message(KEY_MESSAGE, Credentials.secret)
+
+
+# --- per-worker counts (a master) ---------------------------------------------------------
+
+class WorkerTally:
+    """What each worker reported to this master: entries and failures by worker index."""
+
+    current: "WorkerTally | None" = None
+
+    def __init__(self, runner: Any):
+        self.runner = runner
+        self.requests: dict[int, int] = {}
+        self.failures: dict[int, int] = {}
+        WorkerTally.current = self
+
+    def add(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
+        """One report's ``stats_total`` (a worker's entries since its previous report)."""
+        total = data.get("stats_total") or {}
+        index = self.runner.get_worker_index(client_id)
+        self.requests[index] = self.requests.get(index, 0) + int(total.get("num_requests", 0))
+        self.failures[index] = self.failures.get(index, 0) + int(total.get("num_failures", 0))
+
+    def write(self, path: Path) -> None:
+        with path.open("w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(["Worker", "Request Count", "Failure Count"])
+            for index in sorted(self.requests):
+                writer.writerow([index, self.requests[index], self.failures.get(index, 0)])
+
+
+@events.quitting.add_listener
+def on_quitting(environment: Any, **_: Any) -> None:
+    """With ``--csv``: one more CSV write with the last reports, then the master's per-worker CSV."""
+    prefix = getattr(environment.parsed_options, "csv_prefix", None)
+    if not prefix or isinstance(environment.runner, WorkerRunner):
+        return
+    gevent.sleep(locust_stats.CSV_STATS_INTERVAL_SEC + 0.25)
+    if isinstance(environment.runner, MasterRunner) and WorkerTally.current is not None:
+        WorkerTally.current.write(Path(f"{prefix}_workers.csv"))
+
+
+def worker_stream(runner: Any) -> int:
+    """The user-generator stream of this process: a worker's index + 1, else 0."""
+    return runner.worker_index + 1 if isinstance(runner, WorkerRunner) else 0
 
 
 # --- the user -------------------------------------------------------------------------------
@@ -255,7 +319,7 @@ class WeddingPlanner(FastHttpUser):
         if not Credentials.secret:
             log.error("no API key for this user (set %s)", API_KEY_ENV)
             raise StopUser()
-        self.rng = traffic().user_rng()
+        self.rng = traffic().user_rng(worker_stream(self.environment.runner))
         self.headers = {"X-API-Key": Credentials.secret}
 
     def wait_time(self) -> float:

@@ -4,6 +4,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from conftest import scratch_database
+
 from wedcache.bench import BENCH_KEYS
 from wedcache.cli import app
 
@@ -11,9 +13,10 @@ pytestmark = pytest.mark.integration
 runner = CliRunner()
 
 
-def test_migrate_twice_is_a_no_op(database_url):
-    first = runner.invoke(app, ["migrate", "--database-url", database_url])
-    second = runner.invoke(app, ["migrate", "--database-url", database_url])
+def test_migrate_twice_is_a_no_op(services):
+    with scratch_database(services.database_url, "wedcache_cli_migrate") as database_url:  # its own: never migrated
+        first = runner.invoke(app, ["migrate", "--database-url", database_url])
+        second = runner.invoke(app, ["migrate", "--database-url", database_url])
     assert first.exit_code == 0 and "applied 0001" in first.output
     assert second.exit_code == 0 and second.output.strip() == "up to date"
 

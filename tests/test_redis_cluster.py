@@ -1,5 +1,7 @@
 """Redis Cluster as L2: the client factory, the Redis tier, locks, rate limits and pub/sub on a
 real 3-master loopback cluster (:func:`redis_cluster_url`), and ``services up --redis-cluster``.
+A cluster that is down when the client is built (a free loopback port): the client is lazy, the
+service answers from its other tiers and takes the cluster up once a node answers there.
 
 The tier contract itself runs over the cluster in ``test_tier_contract.py``.
 """
@@ -10,17 +12,20 @@ import uuid
 
 import pytest
 import redis
-from redis.cluster import RedisCluster
+from redis.cluster import ClusterNode, RedisCluster
 from typer.testing import CliRunner
 
 from wedcache import services as svc
 from wedcache.cache import TieredCache
-from wedcache.coherence import InvalidationBus
+from wedcache.clock import ManualClock
+from wedcache.coherence import CoherenceBus
 from wedcache.config import load_settings
 from wedcache.entry import CacheEntry, Selector
 from wedcache.errors import ConfigError
 from wedcache.ratelimit import RateLimiter
-from wedcache.redis_client import cluster_nodes, cluster_url, is_cluster_url, redis_client, redis_url_from_env
+from wedcache.redis_client import (LazyRedisCluster, cluster_nodes, cluster_url, is_cluster, is_cluster_url,
+                                   redis_client, redis_url_from_env)
+from wedcache.services.cluster import LocalRedisCluster, cluster_port
 from wedcache.singleflight import RedisLocks
 from wedcache.tiers import tier_from_url
 from wedcache.tiers.memory import MemoryTier
@@ -164,18 +169,89 @@ def test_invalidations_reach_the_other_replica_through_cluster_pubsub(redis_clus
         for _ in range(2):
             memory = MemoryTier(eviction="lru")
             cache = TieredCache([memory], clock=clock, policy=policy)
-            made.append((cache, memory, InvalidationBus(redis_cluster_url, memory, channel=channel)))
+            made.append((cache, memory, CoherenceBus(redis_cluster_url, memory, channel=channel)))
         for cache, _, bus in made:
-            cache.events.invalidate.add_listener(bus.publish)
+            cache.events.invalidate.add_listener(bus.publish_invalidation)
             assert bus.wait_subscribed()
         (a, _, _), (b, memory_b, bus_b) = made
         for cache in (a, b):
             cache.set(org_id, "peony florists", CTX, "answer")
         assert a.invalidate(org_id=org_id) == 1
-        assert eventually(lambda: memory_b.stats()["entries"] == 0) and bus_b.applied == 1
+        assert eventually(lambda: memory_b.stats()["entries"] == 0) and bus_b.applied == {"invalidate": 1}
     finally:
         for _, _, bus in made:
             bus.close()
+
+
+# --- a cluster that is down at start-up --------------------------------------------------------
+
+@pytest.fixture
+def down_cluster(tmp_path):
+    """A 1-master cluster on a free port, not started: ``(url, cluster)``; stopped after the test."""
+    cluster = LocalRedisCluster(tmp_path, 1, ports=[cluster_port()])
+    yield cluster.url, cluster
+    cluster.stop()
+
+
+def test_a_cluster_client_built_while_the_cluster_is_down_connects_once_a_node_answers(down_cluster):
+    url, cluster = down_cluster
+    clock = ManualClock()
+    client = redis_client(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    lazy = LazyRedisCluster(startup_nodes=[ClusterNode("127.0.0.1", cluster.ports[0])], clock=clock,
+                            reconnect_seconds=1.0, socket_timeout=0.5, socket_connect_timeout=0.5)
+    try:
+        assert isinstance(client, RedisCluster) and is_cluster(client) and not client.connected
+        script = lazy.register_script("return 1")  # needs no server
+        pipe = lazy.pipeline(transaction=False).set("a", 1).get("a")
+        for attempt in (lambda: lazy.ping(), pipe.execute, script):
+            with pytest.raises(redis.ConnectionError, match="Redis Cluster"):
+                attempt()
+        cluster.start()
+        with pytest.raises(redis.ConnectionError, match="did not answer"):
+            lazy.ping()  # no new attempt within reconnect_seconds
+        clock.advance(1.0)
+        assert lazy.ping() and script() == 1 and lazy.connected
+        assert client.ping() and client.connected  # the default clock: its first attempt is now
+    finally:
+        lazy.close()
+        client.close()
+
+
+def test_a_service_started_with_the_cluster_down_answers_and_takes_the_cluster_up_later(
+        down_cluster, services, migrated_database_url):
+    from fastapi.testclient import TestClient
+
+    from wedcache.apikeys import ApiKeyStore
+    from wedcache.service import create_app
+
+    url, cluster = down_cluster
+    settings = load_settings(redis_url=url, database_url=migrated_database_url, origin_latency_median_ms=0,
+                             origin_latency_p95_ms=0, memory_size_mb=16, breaker_reset_seconds=0.1)
+    _, secret = ApiKeyStore(migrated_database_url).create(f"cluster-down-{uuid.uuid4()}", "enterprise", "admin")
+    headers = {"X-API-Key": secret}
+
+    def ask(n: int):
+        body = {"query": f"peony florists {n}", "weddingContext": CTX}
+        return app.post("/api/ai-cache/query", json=body, headers=headers)
+
+    with TestClient(create_app(settings)) as app:
+        state = app.app.state.wedcache
+        assert state.redis_url == url
+        first = ask(0)
+        assert first.status_code == 200 and first.headers["X-Cache"] == "MISS"  # from the origin
+        assert ask(0).headers["X-Cache"] == "HIT-memory"
+        state.cache.memory.clear()
+        assert ask(0).headers["X-Cache"] == "HIT-postgres"
+        cluster.start()
+        rounds = iter(range(1, 1000))
+
+        def redis_answers_again() -> bool:
+            n = next(rounds)
+            ask(n)
+            state.cache.memory.clear()
+            return ask(n).headers["X-Cache"] == "HIT-redis"
+
+        assert eventually(redis_answers_again, seconds=10.0)
 
 
 # --- the throwaway cluster -----------------------------------------------------------------

@@ -77,6 +77,19 @@ class TierCounters:
         return self.hits + self.misses
 
 
+@dataclass(frozen=True, slots=True)
+class MemoryReader:
+    """See :meth:`TieredCache.memory_reader`."""
+
+    get: Callable[[str], CacheEntry | None]
+    rest: Callable[[str, float | None, bool, CacheEntry | None], tuple[CacheEntry, str] | None]
+    counters: TierCounters
+
+
+def _find_nothing(key: str) -> None:
+    return None
+
+
 class TieredCache:
     """Memory, Redis and PostgreSQL tiers in front of an origin.
 
@@ -145,10 +158,35 @@ class TieredCache:
                     if self._hit_listeners:
                         self._fire_hit(key, "memory", entry, now)
                     return entry, "memory"
+        return self.lookup_below_memory(key, max_age, allow_stale, entry)
+
+    def lookup_below_memory(self, key: str, max_age: float | None, allow_stale: bool,
+                            in_memory: CacheEntry | None) -> tuple[CacheEntry, str] | None:
+        """The rest of :meth:`lookup` once the memory tier had no fresh entry under ``key``
+        (``in_memory`` is what it had, expired or too old, or ``None``): counts the memory
+        miss, then the lower tiers and the grace window."""
+        if self.memory is not None:
             self._memory_counters.misses += 1
         if self._lower or allow_stale:
-            return self._lookup_past_memory(key, max_age, allow_stale, entry)
+            return self._lookup_past_memory(key, max_age, allow_stale, in_memory)
         return None
+
+    def memory_reader(self, inline: bool = True) -> "MemoryReader":
+        """:meth:`lookup` split for a driver that replays many requests in one loop (the
+        simulation's engine), so a fresh memory hit costs no call into the cache.
+
+        The driver does, per request: ``entry = reader.get(key)``; when ``entry`` is not
+        ``None`` and ``entry.expires_at > now`` it is a memory hit, which the driver counts
+        (``reader.counters.hits += n``, in bulk); anything else goes to
+        ``reader.rest(key, None, allow_stale, entry)``, which is :meth:`lookup` from there on.
+        That is exactly :meth:`lookup` without ``max_age``. When hits have listeners (they must
+        fire per hit), without a memory tier, or with ``inline=False``, ``get`` finds nothing
+        and ``rest`` is the whole :meth:`lookup`."""
+        if inline and self.memory is not None and not self._hit_listeners:
+            return MemoryReader(self.memory.get, self.lookup_below_memory, self._memory_counters)
+        lookup = self.lookup
+        return MemoryReader(_find_nothing, lambda key, max_age, allow_stale, _: lookup(key, max_age, allow_stale),
+                            TierCounters())
 
     def get(self, key: str, max_age: float | None = None, allow_stale: bool = False) -> CacheResult | None:
         """:meth:`lookup` as a :class:`CacheResult` (``stale`` set for a grace-window answer).
@@ -308,7 +346,9 @@ class TieredCache:
 
     def entry_ttl(self, key: str, ctx: WeddingContext, max_age: float | None = None) -> float:
         """The TTL an entry for ``key`` in ``ctx`` gets now: the policy's, jittered per key."""
-        ttl, jitter = self.ttl.ttl_now(ctx, self.clock, max_age), self._jitter
+        fixed, jitter = self.ttl.fixed_ttl, self._jitter
+        # a scenario's fixed TTL needs no calendar (ttl_now's own shortcut, a call sooner: every fill asks)
+        ttl = fixed if fixed is not None and max_age is None else self.ttl.ttl_now(ctx, self.clock, max_age)
         return jittered(ttl, key, jitter) if jitter > 0 else ttl
 
     def store(self, entry: CacheEntry) -> None:

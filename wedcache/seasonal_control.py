@@ -13,20 +13,26 @@ The API's three actions on :class:`~wedcache.scaling.SeasonalScalingAutomator`:
 - ``status`` reports the season, the load factor (the season's traffic multiplier: the
   load the plan is sized for against the winter baseline), the scaling factor in force, the
   last events and the next predicted peak (the next Saturday in the busiest season).
+
+Several replicas: a ``configure`` or ``execute`` tells :attr:`SeasonalControl.listeners`
+(the service publishes the change on its :class:`~wedcache.coherence.CoherenceBus`); every
+other replica hands it to :meth:`SeasonalControl.apply_change`, which adopts the plan and,
+for an execution, applies it, telling no listener, so a change travels once.
 """
 from __future__ import annotations
 
 import threading
 import uuid
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Callable
 
 import psycopg_pool
 import redis
 
 from .clock import Clock, today
 from .errors import ContextError, WedcacheError
-from .policy import Policy
+from .policy import Policy, SeasonPolicy
+from .redis_client import ERRORS as REDIS_ERRORS
 from .scaling import ScalingEvent, SeasonalScalingAutomator
 
 LOCK_KEY = "ai:scaling:execute"
@@ -44,17 +50,14 @@ class SeasonalControl:
         self.automator, self.policy, self.clock = automator, policy, clock
         self.pool, self.redis = pool, redis_client
         self._local = threading.Lock()
+        self.listeners: list[Callable[..., Any]] = []
+        """Called after each ``configure`` (``apply=False``) and ``execute`` (``apply=True``) with
+        keywords ``season``, ``traffic_multiplier``, ``cache_size_multiplier``, ``apply``."""
 
     def configure(self, season: str, traffic_multiplier: float, cache_size: float, cost_budget: float) -> dict:
         """Store and adopt ``season``'s plan; returns the stored row (camelCase)."""
-        if season not in self.policy.seasons:
-            raise ContextError("seasonConfig.season", f"must be one of {', '.join(self.policy.seasons)}")
-        _positive("seasonConfig.trafficMultiplier", traffic_multiplier, 99.9)
-        _positive("seasonConfig.cacheSize", cache_size, 99.9)
         _positive("seasonConfig.costBudget", cost_budget, 9.99, allow_zero=True)
-        plan = self.policy.seasons[season].model_copy(
-            update={"traffic_multiplier": traffic_multiplier, "cache_size_multiplier": cache_size})
-        self.policy.seasons[season] = plan
+        plan = self._adopt(season, traffic_multiplier, cache_size)
         start, end = _season_dates(plan.months, today(self.clock))
         row = {"season": season, "trafficMultiplier": traffic_multiplier, "cacheSizeMultiplier": cache_size,
                "ttlAdjustmentFactor": plan.ttl_adjustment_factor, "costFactor": cost_budget,
@@ -66,18 +69,44 @@ class SeasonalControl:
                     "ttl_adjustment_factor, cost_factor, start_date, end_date) VALUES (%s, %s, %s, %s, %s, %s, %s) "
                     "RETURNING id", (season, traffic_multiplier, cache_size, plan.ttl_adjustment_factor,
                                      cost_budget, start, end)).fetchone()[0])
+        self._announce(season, apply=False)
         return row
 
     def execute(self, season: str | None = None) -> ScalingEvent:
         """Apply ``season``'s plan (default: the calendar's season) now, once at a time."""
         season = season or self.policy.season_of(today(self.clock))
-        if season not in self.policy.seasons:
-            raise ContextError("seasonConfig.season", f"must be one of {', '.join(self.policy.seasons)}")
+        _known(self.policy, season)
         token = self._lock()
         try:
-            return self.automator.apply(season)
+            event = self.automator.apply(season)
         finally:
             self._unlock(token)
+        self._announce(season, apply=True)
+        return event
+
+    def apply_change(self, season: str, traffic_multiplier: float, cache_size_multiplier: float,
+                     apply: bool) -> ScalingEvent | None:
+        """Another replica's ``configure`` or ``execute``: adopt its plan for ``season`` and, when
+        ``apply``, apply it now. No listener hears it (it is no change of this replica's) and no
+        lock is taken (the replica that executed it held the lock)."""
+        self._adopt(season, traffic_multiplier, cache_size_multiplier)
+        return self.automator.apply(season) if apply else None
+
+    def _adopt(self, season: str, traffic_multiplier: float, cache_size: float) -> SeasonPolicy:
+        """Make ``season``'s plan the one with these multipliers (validated) in this process."""
+        _known(self.policy, season)
+        _positive("seasonConfig.trafficMultiplier", traffic_multiplier, 99.9)
+        _positive("seasonConfig.cacheSize", cache_size, 99.9)
+        plan = self.policy.seasons[season].model_copy(
+            update={"traffic_multiplier": traffic_multiplier, "cache_size_multiplier": cache_size})
+        self.policy.seasons[season] = plan
+        return plan
+
+    def _announce(self, season: str, apply: bool) -> None:
+        plan = self.policy.seasons[season]
+        for listener in self.listeners:
+            listener(season=season, traffic_multiplier=plan.traffic_multiplier,
+                     cache_size_multiplier=plan.cache_size_multiplier, apply=apply)
 
     def status(self) -> dict[str, Any]:
         current = self.automator.season or self.policy.season_of(today(self.clock))
@@ -105,7 +134,7 @@ class SeasonalControl:
                 if self.redis.set(LOCK_KEY, token, nx=True, px=LOCK_MS):
                     return token
                 raise ScalingInProgress("a seasonal scaling execution is already running")
-            except redis.RedisError:
+            except REDIS_ERRORS:
                 pass  # Redis down: this process's lock
         if not self._local.acquire(blocking=False):
             raise ScalingInProgress("a seasonal scaling execution is already running")
@@ -118,8 +147,13 @@ class SeasonalControl:
         try:
             if self.redis.get(LOCK_KEY) == token.encode():
                 self.redis.delete(LOCK_KEY)
-        except redis.RedisError:
+        except REDIS_ERRORS:
             pass  # the lock expires by itself
+
+
+def _known(policy: Policy, season: str) -> None:
+    if season not in policy.seasons:
+        raise ContextError("seasonConfig.season", f"must be one of {', '.join(policy.seasons)}")
 
 
 def _positive(field: str, value: float, most: float, allow_zero: bool = False) -> None:

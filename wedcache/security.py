@@ -32,7 +32,7 @@ done; what was removed elsewhere stays removed, and the request can be repeated.
 an integrity check over an unavailable tier answers with ``complete: false``.
 
 **Scope.** Deletion goes through the cache's invalidation path: this process's tiers, and,
-through the service's :class:`~wedcache.coherence.InvalidationBus`, every other replica's
+through the service's :class:`~wedcache.coherence.CoherenceBus`, every other replica's
 memory tier (a replica that missed the message drops its memory tier on reconnect). Audit rows belong to
 the organization whose data is acted on; they are not deleted by a deletion request (they are
 the record of it) and are reported with their retention.

@@ -31,6 +31,11 @@ OriginMs = Annotated[Optional[tuple[float, float]], typer.Option(
 Warm = Annotated[Optional[int], typer.Option("--warm", min=0, help="Queries that warm the cache before the load.")]
 Thresholds = Annotated[Optional[Path], typer.Option("--thresholds", help="TOML file: check name = target.")]
 CheckOption = Annotated[Optional[list[str]], typer.Option("--check", help="NAME=TARGET override (repeatable).")]
+Distributed = Annotated[Optional[int], typer.Option(
+    "--distributed", min=1, max=16, help="Locust master + N worker processes, against --replicas replicas.")]
+Replicas = Annotated[Optional[int], typer.Option(
+    "--replicas", min=1, max=8, help="Service replicas behind a loopback balancer (default 2 with --distributed, "
+                                     "else 1).")]
 Out = Annotated[Optional[Path], typer.Option("--out", help="Output folder (default reports/perf-gate/<UTC>/).")]
 
 
@@ -61,15 +66,20 @@ def run(profile: ProfileName = "ci", users: Users = None,
                                                       "whole run (adds a throughput check).")] = None,
         duration: Annotated[Optional[int], typer.Option(min=1, help="Seconds of load.")] = None,
         workers: Workers = None, origin_ms: OriginMs = None, warm: Warm = None,
-        thresholds: Thresholds = None, check: CheckOption = None, out: Out = None) -> None:
-    """Serve the real service, warm it, load it with headless Locust, check the thresholds."""
+        thresholds: Thresholds = None, check: CheckOption = None, out: Out = None,
+        distributed: Distributed = None, replicas: Replicas = None) -> None:
+    """Serve the real service, warm it, load it with headless Locust, check the thresholds.
+
+    With --distributed N: a Locust master and N workers against --replicas replicas (default 2)
+    behind a loopback balancer; histograms and CPU are summed over the replicas."""
     from ..gate import GateError
     from ..gate.report import write_outputs
     from ..gate.run import run_gate
 
     try:
         chosen, limits, found = _prepare(profile, thresholds, check, users=users, duration_s=duration,
-                                         workers=workers, rate=rate, origin_ms=origin_ms, warm_queries=warm)
+                                         workers=workers, rate=rate, origin_ms=origin_ms, warm_queries=warm,
+                                         locust_workers=distributed, replicas=replicas or (2 if distributed else None))
         result = run_gate(found.redis_url, found.database_url, chosen, limits)
     except GateError as error:
         _fail(str(error))
@@ -78,6 +88,8 @@ def run(profile: ProfileName = "ci", users: Users = None,
     s = result.stats
     typer.echo(f"{s.requests} requests, {s.rps:.1f}/s, hit rate {s.hit_rate:.1%}, p95 {s.latency_ms['p95']:g} ms; "
                f"written to {folder}")
+    if len(result.replica_queries) > 1 or s.worker_requests:
+        typer.echo(f"queries per replica {result.replica_queries}, entries per Locust worker {s.worker_requests}")
     for failed in result.failed():
         typer.echo(f"FAILED {failed.describe()}")
     if not result.passed:

@@ -33,6 +33,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     """
     from .. import services
     from ..service.server import run_uvicorn
+    from ..redis_client import CLUSTER_NODES_ENV
     from ..services import DATABASE_ENV, REDIS_ENV
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -41,6 +42,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     except services.ServiceError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
+    os.environ.pop(CLUSTER_NODES_ENV, None)  # the resolved URL below names the cluster, if there is one
     os.environ[REDIS_ENV], os.environ[DATABASE_ENV] = found.redis_url, found.database_url
     with multiprocess_metrics(workers):
         typer.echo(f"wedcache listening on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''})",

@@ -17,7 +17,8 @@ from .run import GateResult
 EXPLANATION = ("End-to-end latencies are Locust's percentiles of POST /api/ai-cache/query (client clock, "
                "all answers: hits and misses). The hit rate counts the locustfile's CACHE entries (X-Cache "
                "HIT-* over all answered queries). Per-tier p95s are estimated from the server's "
-               "ai_cache_response_time_ms histogram buckets (linear inside a bucket), counting only the load, "
+               "ai_cache_response_time_ms histogram buckets (summed over the replicas; linear inside a bucket), "
+               "counting only the load, "
                "not the warm-up. The error rate is failed HTTP requests over all HTTP requests.")
 
 
@@ -32,8 +33,10 @@ def write_outputs(result: GateResult, out: Path) -> dict[str, Path]:
 
 def build_report(result: GateResult) -> Report:
     p, s = result.profile, result.stats
+    fleet = (f", {p.replicas} replicas" if p.replicas > 1 else "") + \
+        (f", {p.locust_workers} Locust workers" if p.locust_workers else "")
     report = Report("wedcache performance gate",
-                    f"profile {p.name}: {p.workers} workers, {p.users} users, {p.duration_s} s")
+                    f"profile {p.name}: {p.workers} workers{fleet}, {p.users} users, {p.duration_s} s")
     failed = ", ".join(c.name for c in result.failed())
     report.verdict(result.passed, "every check passed" if result.passed else f"failed: {failed}")
     report.table(["check", "target", "actual", "passed"],
@@ -42,9 +45,21 @@ def build_report(result: GateResult) -> Report:
                  [[s.requests, s.failures, s.rps, fmt_percent(s.hit_rate),
                    *(fmt_ms(s.latency_ms[k]) for k in ("p50", "p95", "p99"))]], caption="Load")
     report.paragraph(EXPLANATION)
-    report.bullets([f"Constant throughput: {p.rate:g} requests/s requested, {s.rps:.1f} achieved."] if p.rate else [])
+    report.bullets(load_notes(result))
     report.figure("latency", latency_figure(result), "Measured latencies (bars) and their targets (markers)")
     return report
+
+
+def load_notes(result: GateResult) -> list[str]:
+    """The rate asked for, and a distributed run's split over replicas and Locust workers."""
+    p, s = result.profile, result.stats
+    notes = [f"Constant throughput: {p.rate:g} requests/s requested, {s.rps:.1f} achieved."] if p.rate else []
+    if len(result.replica_queries) > 1:
+        notes.append(f"Queries per replica: {', '.join(map(str, result.replica_queries))} (each replica's histogram).")
+    if s.worker_requests:
+        notes.append(f"Entries per Locust worker: {', '.join(map(str, s.worker_requests))} "
+                     f"(they add up to the master's Aggregated row, {s.total_entries}).")
+    return notes
 
 
 def latency_figure(result: GateResult) -> plt.Figure:

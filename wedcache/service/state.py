@@ -4,7 +4,8 @@ One per worker process. :meth:`ServiceState.open` finds the servers (the URLs in
 settings when they answer, else the default ports, else throwaway local servers:
 :func:`~wedcache.services.ensure_services`), applies pending migrations (or refuses to
 start, telling to run ``wedcache migrate``), and builds the cache, the origin, the API-key
-store, the rate limiter and the metrics around one database pool and one Redis client.
+store, the rate limiter and the metrics around one database pool and one Redis client, and
+joins the other replicas on the same Redis (a :class:`~wedcache.coherence.CoherenceBus`).
 
 Metrics: :meth:`ServiceState.observe` counts each answered query in the Prometheus series
 (:class:`~wedcache.metrics.ServiceMetrics`) and appends one row to a
@@ -33,7 +34,7 @@ from ..assembly import build_cache, build_origin, build_sealer
 from ..audit import AuditEvent, AuditLog
 from ..cache import TieredCache
 from ..clock import Clock, SystemClock, today
-from ..coherence import InvalidationBus
+from ..coherence import CoherenceBus
 from ..config import Settings, load_settings
 from ..errors import ServiceError
 from ..metrics import MetricRow, MetricsBuffer, ServiceMetrics
@@ -101,10 +102,7 @@ class ServiceState:
         automator.listeners.append(state.metrics.count_scaling_event)
         state.closers += [cache.close, pool.close, client.close, getattr(origin, "close", lambda: None),
                           _every(SCALING_TICK_SECONDS, automator.tick)]
-        if cache.memory is not None:  # other replicas' invalidations reach this memory tier
-            bus = InvalidationBus(redis_url, cache.memory)
-            cache.events.invalidate.add_listener(bus.publish)
-            state.closers.append(bus.close)
+        state.closers.append(_join_replicas(state))
         # closed in reverse: the gauge timer stops, the buffer flushes, then this worker's gauges go
         state.closers += [state.metrics.close, state.metrics_buffer.close,
                           _every(GAUGE_SECONDS, state.refresh_gauges)]
@@ -174,14 +172,30 @@ def _every(seconds: float, action: Callable[[], Any]) -> Callable[[], None]:
     return stopper
 
 
+def _join_replicas(state: ServiceState) -> Callable[[], None]:
+    """Keep this replica coherent with the others on the same Redis (:mod:`wedcache.coherence`):
+    its invalidations, stored answers and scaling changes are published, theirs applied here."""
+    bus = CoherenceBus(state.redis_url, state.cache.memory, scaling=state.scaling)
+    state.cache.events.invalidate.add_listener(bus.publish_invalidation)
+    state.cache.events.store.add_listener(bus.publish_overwrite)
+    state.scaling.listeners.append(bus.publish_scaling)
+    return bus.close
+
+
 def _servers(settings: Settings) -> tuple[str, str]:
-    """The Redis and PostgreSQL URLs to use (settings first; see :func:`ensure_services`)."""
+    """The Redis and PostgreSQL URLs to use (settings first; see :func:`ensure_services`).
+
+    A Redis Cluster named in the settings is used even while it does not answer: the service
+    then answers from its other tiers and takes the cluster up when it comes back (its client
+    is lazy, :class:`~wedcache.redis_client.LazyRedisCluster`). A throwaway stand-in would be
+    a Redis the other replicas do not share, so their invalidations would never reach this one.
+    """
     env = dict(os.environ)
     if settings.redis_url:
         env[REDIS_ENV] = settings.redis_url
     if settings.database_url:
         env[DATABASE_ENV] = settings.database_url
-    found = ensure_services(env=env)
+    found = ensure_services(env=env)  # keeps a configured cluster even while it does not answer
     return found.redis_url, found.database_url
 
 

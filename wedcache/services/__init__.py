@@ -147,6 +147,11 @@ def _resolve(kind: _Kind, state: Path, env: Mapping[str, str], records: dict,
     if url and kind.answers(url):
         say(f"{kind.name}: using {kind.env_var} ({redact(url)})")
         return url, "env"
+    if url and kind.name == "redis" and is_cluster_url(url):
+        # a configured cluster is shared by every replica: a stand-in would split them, and its
+        # client is lazy (the tier fails open until the cluster answers)
+        say(f"redis: the cluster {redact(url)} does not answer yet; keeping it (the Redis tier is down until it does)")
+        return url, "env"
     if url:
         say(f"{kind.name}: {kind.env_var} is set but {redact(url)} does not answer; looking further")
     if kind.answers(kind.default_url):

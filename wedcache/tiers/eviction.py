@@ -103,7 +103,7 @@ class LruPolicy:
             return _NOTHING
         evicted = []
         while (total > max_bytes or len(items) > max_entries) and len(items) > 1:
-            oldest = items.popitem(last=False)[1]
+            oldest = items.popitem(False)[1]  # positional: no keyword parsing per eviction
             total -= oldest._size
             evicted.append(oldest)
         segment.bytes = total

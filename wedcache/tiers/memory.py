@@ -57,8 +57,11 @@ class MemoryTier:
             if self._by_org is not None:
                 self._index(entry)
                 self._forget(evicted)
-        if evicted:
-            self._evicted(evicted)
+        if evicted:  # _evicted, inlined: a full cache evicts on every fill
+            self.evictions += len(evicted)
+            if self._on_evict:
+                for gone in evicted:
+                    self._on_evict(gone)
 
     def delete(self, key: str) -> bool:
         with self._lock:
