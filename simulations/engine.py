@@ -23,6 +23,7 @@ from __future__ import annotations
 import gc
 import heapq
 import time
+from array import array
 from math import nan
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -143,7 +144,9 @@ class Engine:
         self.templates: list[Any] = [None] * source.n_objects
         """Per object: its cache key, its context, and the entry its answer makes (see :meth:`prepare`)."""
         self.inflight: dict[int, Fill] = {}
-        self.last_expiry = [nan] * source.n_objects
+        self.last_expiry = array("d", [nan]) * source.n_objects
+        """Per object: when its last stored answer expires (seconds from the start; NaN before the
+        first). Unboxed doubles: a fill overwrites one in place instead of freeing a float."""
         self.instant = self.origin.instant and not system.live
         self.due = float("inf")
         """Time of the next SimPy event (cached ``env.peek()``; the driver yields at it)."""

@@ -411,3 +411,35 @@ def test_a_scenario_starts_from_the_policy_file_as_serve_does(tmp_path, monkeypa
     assert scenario.policy().vendors["venue"].baseTtl != 1234
     monkeypatch.setenv("AI_CACHE_POLICY_FILE", str(path))
     assert scenario.policy().vendors["venue"].baseTtl == 1234
+
+
+# --- The engine's inline memory hits -------------------------------------------------------------
+
+def _records(s, with_hit_listener: bool):
+    from simulations.engine import Engine
+    from simulations.model import build_system
+
+    policy = s.policy()
+    system = build_system(s, policy)
+    try:
+        if with_hit_listener:  # hits must then fire one by one: the engine calls the whole lookup
+            system.cache.events.hit.add_listener(lambda **_: None)
+        rec = Engine(system, build_source(s, policy, None)).run()
+        return rec, {name: (c.hits, c.misses) for name, c in system.cache.counters.items()}
+    finally:
+        system.close()
+
+
+def test_inline_memory_hits_give_exactly_what_the_whole_lookup_gives():
+    """TieredCache.memory_reader's split path (a fresh memory hit served by the engine inline)
+    against lookup per request, on a run with expiries, evictions, a grace window and a modeled
+    Redis below memory: every outcome, served entry, latency and tier counter is the same."""
+    s = scenario(queries={"distinct": 400, "zipf_alpha": 0.9},
+                 cache={"memory_entries": 60, "ttl_seconds": 30.0, "stale_while_revalidate_seconds": 5.0,
+                        "redis": True},
+                 origin={"latency_median_ms": 200.0, "latency_p95_ms": 600.0})
+    (inline, inline_counts), (whole, whole_counts) = _records(s, False), _records(s, True)
+    assert inline.code.size > 50_000 and (inline.code == 0).sum() > 10_000
+    assert inline_counts == whole_counts and inline_counts["redis"][0] > 0
+    for field in ("code", "object_id", "created", "latency_ms", "grace", "latency_without_grace_ms"):
+        np.testing.assert_array_equal(getattr(inline, field), getattr(whole, field), err_msg=field)
