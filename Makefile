@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # `make test FULL=1` also runs the tests marked slow.
 MARKERS := $(if $(FULL),,-m "not slow")
 
-.PHONY: venv test test-full run bench bench-sim bench-service perf-gate load-distributed services-up services-down clean
+.PHONY: venv test test-full run bench bench-sim bench-service bench-semantic perf-gate load-distributed chaos services-up services-down clean
 
 venv: $(STAMP)
 
@@ -19,7 +19,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV) || { $(PYTHON) -m pip install --user virtualenv && $(PYTHON) -m virtualenv $(VENV); }
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -e ".[test,bench]"
+	$(PY) -m pip install -e ".[test,bench,semantic]"
 	touch $(STAMP)
 
 # Exit status 5 (no tests collected) counts as a failure; PYTEST_STATUS_FILE, when set,
@@ -42,9 +42,15 @@ bench: venv
 	$(WEDCACHE) bench
 	$(WEDCACHE) bench-sim
 	$(WEDCACHE) bench-service
+	$(WEDCACHE) bench-semantic
 
 bench-sim: venv
 	$(WEDCACHE) bench-sim
+
+# Semantic matching on the shipped labelled pairs: precision/recall with and without the guard,
+# and the lookup cost (memory index, pgvector) against an exact-key hit.
+bench-semantic: venv
+	$(WEDCACHE) bench-semantic
 
 # The CI performance gate: serve on loopback, load with Locust, check the SLA (exit 1 on a breach).
 # PROFILE=full targets the source document's figures.
@@ -57,6 +63,11 @@ perf-gate: venv
 load-distributed: venv
 	$(WEDCACHE) gate run --profile $(or $(PROFILE),ci) --distributed $(or $(WORKERS),2) --users $(or $(USERS),50) \
 		--duration $(patsubst %s,%,$(or $(DURATION),30s)) $(if $(RATE),--rate $(RATE))
+
+# Fault drills: Redis, PostgreSQL and a replica fail under steady load against two replicas
+# (reports/chaos/<UTC>/; exit 1 on a failed check). SHORT=1: outages of ~2 s, under a minute.
+chaos: venv
+	$(WEDCACHE) chaos run $(if $(SHORT),--short)
 
 # The HTTP service's cached-query endpoint against a bare FastAPI endpoint, under Locust.
 bench-service: venv

@@ -80,12 +80,18 @@ class ApiKeyStore:
     """
 
     cache_seconds = 5.0
+    outage_seconds = 3600.0
+    """While the database cannot be asked, a key verified within this long keeps its last answer."""
+    pool_wait_seconds = 1.0
+    """How long a check waits for a pooled connection (the database down: fall back, don't hang)."""
 
     def __init__(self, database_url: str, *, pool: psycopg_pool.ConnectionPool | None = None,
                  clock: Clock | None = None):
         self.database_url, self.pool = database_url, pool
         self._verified: TTLCache = TTLCache(maxsize=10_000, ttl=self.cache_seconds,
                                             timer=(clock or SystemClock()).now)
+        self._last_answer: TTLCache = TTLCache(maxsize=10_000, ttl=self.outage_seconds,
+                                               timer=(clock or SystemClock()).now)
         self._lock = threading.Lock()
 
     def create(self, organization: str, plan: str = "authenticated", role: str = "member",
@@ -124,6 +130,7 @@ class ApiKeyStore:
                 f"WHERE id::text = %s OR key_prefix = %s RETURNING {_COLUMNS}", (key_id, key_id)).fetchone()
         with self._lock:
             self._verified.clear()
+            self._last_answer.clear()
         return ApiKey.from_row(row) if row else None
 
     def remembered(self, secret: str) -> "ApiKey | None | object":
@@ -145,19 +152,26 @@ class ApiKeyStore:
         with self._lock:
             if digest in self._verified:
                 return self._verified[digest]
-        with self._connect() as conn:
-            row = conn.execute(f"SELECT {_COLUMNS} FROM ai_cache_api_keys WHERE key_hash = %s "
-                               "AND revoked_at IS NULL", (digest,)).fetchone()
+        try:
+            with self._connect() as conn:
+                row = conn.execute(f"SELECT {_COLUMNS} FROM ai_cache_api_keys WHERE key_hash = %s "
+                                   "AND revoked_at IS NULL", (digest,)).fetchone()
+        except psycopg.Error:
+            with self._lock:  # the database is down: its last answer, if it gave one lately,
+                if digest in self._last_answer:  # remembered again so the next checks wait for nothing
+                    self._verified[digest] = self._last_answer[digest]
+                    return self._verified[digest]
+            raise
         key = ApiKey.from_row(row) if row else None
         with self._lock:
-            self._verified[digest] = key
+            self._verified[digest] = self._last_answer[digest] = key
         return key
 
 
     @contextmanager
     def _connect(self) -> Iterator[psycopg.Connection]:
         if self.pool is not None:
-            with self.pool.connection() as conn:
+            with self.pool.connection(timeout=self.pool_wait_seconds) as conn:
                 yield conn
             return
         with psycopg.connect(self.database_url, autocommit=True, connect_timeout=5) as conn:

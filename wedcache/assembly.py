@@ -8,18 +8,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
 from .answering import WeddingAICacheService
 from .cache import EntryCodec, TieredCache
 from .clock import Clock, SystemClock
 from .config import Settings, load_settings
 from .origin import SimulatedOrigin
 from .policy import Policy, load_policy
+from .redis_client import redis_client
 from .singleflight import RedisLocks
 from .tiers.memory import MemoryTier
 from .ttl import VendorCacheOptimizer
 
 if TYPE_CHECKING:
     from .encryption import EntrySealer
+
+LOCK_SOCKET_TIMEOUT_S = 0.5
+"""The single-flight locks' Redis timeout: a lock is taken only on a miss, where it may save an
+origin call of a second; the tier's 50 ms read timeout would turn it off under load."""
 
 
 def build_cache(settings: Settings | None = None, *, clock: Clock | None = None, policy: Policy | None = None,
@@ -38,7 +46,9 @@ def build_cache(settings: Settings | None = None, *, clock: Clock | None = None,
         from .tiers.redis import RedisTier
         redis_tier = RedisTier(redis_url, timeout_ms=settings.redis_timeout_ms, clock=clock)
         tiers.append(redis_tier)
-        locks = RedisLocks(redis_tier.client, settings.lock_timeout_seconds)
+        locks = RedisLocks(redis_client(redis_url, socket_timeout=LOCK_SOCKET_TIMEOUT_S,  # no retry: a retried
+                                        socket_connect_timeout=LOCK_SOCKET_TIMEOUT_S,  # SET NX would find its own lock
+                                        retry=Retry(NoBackoff(), 0)), settings.lock_timeout_seconds)
     if database_url:
         from .tiers.postgres import PostgresTier
         tiers.append(PostgresTier(database_url, timeout_ms=settings.postgres_timeout_ms, clock=clock))

@@ -35,6 +35,8 @@ from .ttl import VendorCacheOptimizer, jittered
 
 log = logging.getLogger(__name__)
 
+LOCKS = "redis-locks"
+"""The breaker name of the cross-process single-flight locks."""
 _SKIPPED = object()
 
 
@@ -124,6 +126,8 @@ class TieredCache:
         backoff = Backoff(base=breaker_reset_seconds, cap=max(60.0, breaker_reset_seconds))
         self.breakers = {t.name: CircuitBreaker(t.name, self.clock, breaker_failures, backoff, self._breaker_changed)
                          for t in self.tiers if t.name != "memory"}
+        if locks is not None:  # the locks' own: a slow tier read must not turn fleet-wide single flight off
+            self.breakers[LOCKS] = CircuitBreaker(LOCKS, self.clock, breaker_failures, backoff, self._breaker_changed)
         self.counters = {t.name: TierCounters() for t in self.tiers}
         self.memory = next((t for t in self.tiers[:1] if t.name == "memory"), None)
         self._memory_counters = self.counters["memory"] if self.memory else None
@@ -444,7 +448,7 @@ class TieredCache:
         return self._behind(tier.name, operation, *args)
 
     def _behind(self, name: str, operation: Callable, *args: Any) -> Any:
-        """Run ``operation`` behind the breaker of the tier called ``name`` (Redis locks too)."""
+        """Run ``operation`` behind the breaker called ``name`` (a tier's, or :data:`LOCKS`)."""
         breaker, counters = self.breakers.get(name), self.counters.get(name)
         if breaker is not None and not breaker.allow():
             if counters is not None:
@@ -487,7 +491,7 @@ class TieredCache:
             return CacheResult(value, False, None, 0.0, key)
         finally:
             if isinstance(token, str):
-                self._behind("redis", self.locks.release, key, token)
+                self._behind(LOCKS, self.locks.release, key, token)
 
     def _compute(self, compute: Callable[[], Any]) -> Any:
         with self._count_lock:
@@ -506,7 +510,7 @@ class TieredCache:
         """
         if self.locks is None:
             return True
-        token = self._behind("redis", self.locks.acquire, key)
+        token = self._behind(LOCKS, self.locks.acquire, key)
         return True if token is _SKIPPED else token
 
     def _await_peer(self, key: str, max_age: float | None) -> CacheResult | None:
@@ -517,7 +521,7 @@ class TieredCache:
             hit = self.get(key, max_age)
             if hit is not None:
                 return hit
-            if self._behind("redis", self.locks.held, key) is not True:
+            if self._behind(LOCKS, self.locks.held, key) is not True:
                 return self.get(key, max_age)
         return None
 

@@ -12,7 +12,7 @@ app = typer.Typer(help="wedcache: a tiered cache for AI answers, and the lab tha
 
 
 def _register() -> None:
-    from . import bench, bench_service, cache, calibrate, gate, keys, migrate, serve, services, simulate, tune  # noqa: F401  (each adds its commands to ``app``)
+    from . import bench, bench_semantic, bench_service, cache, calibrate, chaos, gate, keys, migrate, serve, services, simulate, tune  # noqa: F401  (each adds its commands to ``app``)
 
 
 _register()

@@ -88,6 +88,7 @@ class ServiceState:
                             codec=sealer)
         origin = build_origin(settings, clock)
         pool = psycopg_pool.ConnectionPool(database_url, min_size=1, max_size=8, open=True, name="wedcache-service",
+                                           check=psycopg_pool.ConnectionPool.check_connection,
                                            kwargs={"autocommit": True, "connect_timeout": 2})
         client = redis_client(redis_url, socket_timeout=0.05, socket_connect_timeout=0.05,
                                       retry=Retry(NoBackoff(), 0))
