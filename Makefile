@@ -1,7 +1,7 @@
 # wedcache: `make run` runs the lab's main job, `make test` the test suite.
 # Both need only Python 3.11+ and pip: the first run creates .venv and installs the project;
 # Redis and PostgreSQL come from AI_CACHE_* URLs, the default ports, or throwaway servers
-# started under .wedcache/ (see wedcache/services.py).
+# started under .wedcache/ (see wedcache/services/).
 
 PYTHON ?= python3
 VENV := .venv
