@@ -7,7 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from wedcache.chaos.checks import DrillCheck, drill_checks
+from wedcache.chaos.checks import drill_checks
+from wedcache.gate.checks import Check
 from wedcache.chaos.load import Sample, Workload
 from wedcache.chaos.recovery import hit_rate_recovered_at, recovery_seconds, window
 from wedcache.chaos.report import CHAOS_KEYS
@@ -76,9 +77,9 @@ def test_the_checks_name_their_targets_and_an_unmeasured_figure_fails():
     assert checks["recovery_seconds_postgres"].describe() == \
         "recovery_seconds_postgres: actual not measured, target <= 10"
     assert not checks["stampede_origin_calls"].passed
-    assert checks["stampede_origin_calls"].as_dict() == {"name": "stampede_origin_calls", "target": "== 1",
+    assert checks["stampede_origin_calls"].as_dict() == {"name": "stampede_origin_calls", "op": "==", "target": 1,
                                                          "actual": 2, "passed": False}
-    assert DrillCheck("rows_lost", "==", 0, 0).passed
+    assert Check("rows_lost", "==", 0, 0).passed
 
 
 def test_every_tenth_request_asks_a_new_query_and_the_others_cycle_the_catalogue():

@@ -29,7 +29,8 @@ import httpx
 import psycopg
 
 from ..errors import WedcacheError
-from .checks import DrillCheck, drill_checks
+from ..gate.checks import Check
+from .checks import drill_checks
 from .faults import Backends, Outage, outage, private_backends
 from .load import Sample, SteadyLoad, Workload, stampede
 from .origin import CountingOrigin
@@ -105,13 +106,13 @@ class DrillResult:
     stampede_spread: dict[int, int]
     origin_calls_total: int
     hit_rate_before: float | None = None
-    checks: list[DrillCheck] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
         return all(check.passed for check in self.checks)
 
-    def failed(self) -> list[DrillCheck]:
+    def failed(self) -> list[Check]:
         return [check for check in self.checks if not check.passed]
 
     def figures(self) -> dict[str, Any]:

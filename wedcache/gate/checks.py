@@ -19,7 +19,8 @@ from typing import Any, Callable, Mapping
 from .errors import GateInputError
 
 TIERS = ("memory", "redis", "postgres")
-OPERATORS: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": operator.le, "<": operator.lt}
+OPERATORS: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": operator.le, "<": operator.lt,
+                                                         "==": operator.eq}
 CHECKS: dict[str, str] = {"hit_rate": ">=", "end_to_end.p95": "<=", "end_to_end.p99": "<=",
                           **{f"response_time.{tier}.p95": "<=" for tier in TIERS}, "error_rate": "<",
                           "throughput": ">="}
@@ -28,20 +29,25 @@ CHECKS: dict[str, str] = {"hit_rate": ">=", "end_to_end.p95": "<=", "end_to_end.
 
 @dataclass(frozen=True)
 class Check:
+    """One check (the gate's, the fault drill's): ``actual OP target``."""
+
     name: str
     op: str
     target: float
-    actual: float
+    actual: float | None
+    """``None`` (or NaN): not measured, which fails."""
 
     @property
     def passed(self) -> bool:
-        return OPERATORS[self.op](self.actual, self.target)
+        actual = self.actual
+        return actual is not None and not math.isnan(actual) and OPERATORS[self.op](actual, self.target)
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "passed": self.passed}
 
     def describe(self) -> str:
-        return f"{self.name}: actual {self.actual:.4g}, target {self.op} {self.target:.4g}"
+        actual = "not measured" if self.actual is None else f"{self.actual:.4g}"
+        return f"{self.name}: actual {actual}, target {self.op} {self.target:.4g}"
 
 
 def policy_thresholds(policy: Any = None) -> dict[str, float]:
