@@ -111,3 +111,21 @@ def test_jitter_is_deterministic_and_bounded():
     assert jittered(1000, "k1", 0.1) == values[1]
     assert max(values) - min(values) > 50  # actually spread
     assert jittered(1000, "k1", 0.0) == 1000
+
+
+def test_the_semantic_table_is_off_by_default_and_read_from_a_policy_file(tmp_path):
+    shipped = load_policy().semantic
+    assert (shipped.enabled, shipped.threshold, shipped.model) == (False, 0.7013, "wordllama-l2-supercat-256")
+    path = tmp_path / "policy.toml"
+    path.write_text('[semantic]\nenabled = true\nthreshold = 0.8\ncache_types = ["general"]\n')
+    semantic = load_policy(path).semantic
+    assert (semantic.enabled, semantic.threshold, semantic.cache_types) == (True, 0.8, ["general"])
+    assert load_policy(dump_policy(load_policy(path), tmp_path / "again.toml")).semantic == semantic
+
+
+@pytest.mark.parametrize("table, field", [({"cache_types": ["gossip"]}, "semantic.cache_types"),
+                                          ({"threshold": 1.5}, "semantic.threshold"),
+                                          ({"enable": True}, "semantic.enable")])
+def test_a_bad_semantic_setting_names_the_key(table, field):
+    with pytest.raises(PolicyError, match=field):
+        load_policy(overrides={"semantic": table})

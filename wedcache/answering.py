@@ -4,7 +4,8 @@
 calls: validate the query, context and options, ask the :class:`~wedcache.cache.TieredCache`
 (memory -> Redis -> PostgreSQL), let the origin answer a miss, and shape the source
 document's response (``success``, ``data``, ``cached``, ``cacheAge``, ``responseTime`` and
-optional ``analytics``).
+optional ``analytics``). A semantic hit (an answer stored for a question that means the same)
+is ``X-Cache: HIT-semantic-<tier>`` and adds ``analytics.semantic``.
 """
 from __future__ import annotations
 
@@ -63,8 +64,11 @@ class Answered:
 
     @property
     def x_cache(self) -> str:
-        """``HIT-memory``, ``HIT-redis``, ``HIT-postgres`` or ``MISS`` (the ``X-Cache`` header)."""
-        return f"HIT-{self.result.tier}" if self.result.cached else "MISS"
+        """``HIT-memory``, ``HIT-redis``, ``HIT-postgres``, ``HIT-semantic-<tier>`` (the tier
+        that served the matched entry) or ``MISS`` (the ``X-Cache`` header)."""
+        if not self.result.cached:
+            return "MISS"
+        return f"HIT-semantic-{self.result.tier}" if self.result.semantic else f"HIT-{self.result.tier}"
 
 
 class WeddingAICacheService:
@@ -121,6 +125,8 @@ class WeddingAICacheService:
             body["cacheAge"] = round(result.age_seconds, 3)
         if analytics:
             body["analytics"] = self.analytics()
+            if result.semantic:
+                body["analytics"]["semantic"] = semantic_analytics(result)
         return body
 
     def analytics(self) -> dict[str, float]:
@@ -136,3 +142,11 @@ class WeddingAICacheService:
         bound = sla.response_time["end_to_end"].ms
         score = 50 * min(1.0, hit_rate / sla.hit_rate) + 50 * min(1.0, bound / max(mean_ms, 1e-9))
         return {"hitRate": round(hit_rate, 4), "performanceScore": round(score, 1)}
+
+
+def semantic_analytics(result: CacheResult) -> dict[str, Any]:
+    """``analytics.semantic`` of a semantic hit: how similar the matched question was, its key,
+    and where its vector was found (``memory`` or ``postgres``; ``X-Cache`` names the tier
+    that served the entry)."""
+    return {"similarity": round(result.similarity, 4), "matchedKey": result.matched_key,
+            "indexTier": result.index_tier}

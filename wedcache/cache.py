@@ -7,6 +7,14 @@ caller per key in this process (:class:`~wedcache.singleflight.SingleFlight`) an
 process per key across the fleet (a Redis lock; other processes wait for the stored value)
 — and written through to every tier.
 
+Semantic matching is opt-in (``semantic=``, a :class:`~wedcache.semantic.matcher.SemanticMatcher`;
+``None`` costs nothing): after an exact miss, the single-flight leader asks it for a stored
+question that means the same (only for the cache types its settings name, never on
+``force_refresh``); a fresh entry under the matched key is returned (``similarity`` set), else
+the origin answers and the new entry's vector is remembered once. Deleting, invalidating or
+evicting an entry forgets its vector. A semantic failure (model, pgvector) is logged and the
+request goes on with exact matching.
+
 Fail-open: every backend tier sits behind a :class:`~wedcache.breaker.CircuitBreaker`. A
 tier that raises :class:`~wedcache.errors.TierUnavailable` is skipped (and its breaker
 counts the failure); an open breaker skips the tier without trying it. Only when no tier
@@ -18,8 +26,8 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 from .breaker import Backoff, CircuitBreaker
 from .clock import Clock, SystemClock
@@ -32,6 +40,9 @@ from .policy import Policy, load_policy
 from .singleflight import RedisLocks, SingleFlight
 from .tiers import Tier, Unreadable
 from .ttl import VendorCacheOptimizer, jittered
+
+if TYPE_CHECKING:
+    from .semantic.matcher import SemanticMatcher
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +63,17 @@ class CacheResult:
     key: str
     stale: bool = False
     """Served inside the stale-while-revalidate grace window (a refresh is under way)."""
+    similarity: float | None = None
+    """Set for a semantic hit: the cosine similarity of the question to the matched one."""
+    matched_key: str | None = None
+    """Set for a semantic hit: the key of the entry that answered (``key`` is the question's own)."""
+    index_tier: str | None = None
+    """Set for a semantic hit: where the vector was found (``memory`` or ``postgres``)."""
+
+    @property
+    def semantic(self) -> bool:
+        """Answered by a stored question that means the same (not by the exact key)."""
+        return self.similarity is not None
 
 
 class EntryCodec(Protocol):
@@ -107,14 +129,19 @@ class TieredCache:
         the simulation passes one that schedules them in simulated time).
     :param codec: seals every entry before any tier stores it and opens what :meth:`get`
         returns (encryption and integrity tags); ``None`` stores entries as they are.
+    :param semantic: near-match lookups after an exact miss (see the module docstring);
+        ``None`` (the default) turns them off at no cost.
     """
 
     def __init__(self, tiers: Sequence[Tier], *, clock: Clock | None = None, policy: Policy | None = None,
                  ttl: VendorCacheOptimizer | None = None, locks: RedisLocks | None = None,
                  breaker_failures: int = 5, breaker_reset_seconds: float = 5.0,
                  lock_wait_seconds: float = 30.0, lock_poll_seconds: float = 0.01,
-                 background: Callable[[Callable[[], Any]], Any] | None = None, codec: EntryCodec | None = None):
+                 background: Callable[[Callable[[], Any]], Any] | None = None, codec: EntryCodec | None = None,
+                 semantic: "SemanticMatcher | None" = None):
         self.tiers = list(tiers)
+        self.semantic = semantic
+        self.semantic_hits = self.semantic_errors = 0
         self.codec = codec
         self.clock = clock or SystemClock()
         self.policy = policy or load_policy()
@@ -262,7 +289,8 @@ class TieredCache:
         """The cached answer to ``query`` in ``context`` for ``org_id``, computing it on a miss.
 
         An entry inside its stale-while-revalidate grace window is returned at once
-        (``stale=True``) and refreshed in the background, once per key.
+        (``stale=True``) and refreshed in the background, once per key. With ``semantic`` on,
+        an exact miss may be answered by a near match (``similarity`` set; see :meth:`_fill`).
 
         :raises ContextError: for an invalid query, context or cache type (naming the field).
         :raises OriginUnavailable: when no tier holds the answer and ``compute`` fails.
@@ -335,6 +363,8 @@ class TieredCache:
         key = cache_key(org, check_query(query), ctx, check_cache_type(cache_type))
         entry = self.make_entry(key, org, query, ctx, value, cache_type, max_age)
         self.store(entry)
+        if self._semantic_applies(cache_type):
+            self._semantic_call("remember", org, key, query, ctx, cache_type)
         return entry
 
     def make_entry(self, key: str, org: str, query: str, ctx: WeddingContext, value: Any,
@@ -368,8 +398,11 @@ class TieredCache:
             self._guarded(tier, tier.set, entry)
 
     def delete(self, key: str) -> int:
-        """Remove ``key`` from every tier; returns in how many tiers it was found."""
-        return sum(1 for tier in self.tiers if self._guarded(tier, tier.delete, key) is True)
+        """Remove ``key`` from every tier (and its vector); returns in how many tiers it was found."""
+        found = sum(1 for tier in self.tiers if self._guarded(tier, tier.delete, key) is True)
+        if self.semantic is not None:
+            self._semantic_call("forget", key)
+        return found
 
     def invalidate(self, **selector: Any) -> int:
         """Remove what the selector matches from every tier; returns the total removed.
@@ -382,12 +415,15 @@ class TieredCache:
     def invalidate_per_tier(self, **selector: Any) -> dict[str, int]:
         """Like :meth:`invalidate`, by tier; ``-1`` marks a tier that was unavailable."""
         sel = Selector.build(**selector)
+        doomed = self._semantic_doomed(sel) if self.semantic is not None else None
         removed = {}
         for tier in self.tiers:
             count = self._guarded(tier, tier.invalidate, sel)
             removed[tier.name] = -1 if count is _SKIPPED else count
             if count is _SKIPPED:
                 log.warning("invalidation skipped the unavailable %s tier", tier.name)
+        if self.semantic is not None:
+            self._semantic_forget(sel, doomed)
         self.events.invalidate.fire(selector=sel, removed=removed)
         return removed
 
@@ -428,14 +464,19 @@ class TieredCache:
                 "errors": counters.errors, "skipped": counters.skipped,
                 "breaker": self.breakers[tier.name].snapshot() if tier.name in self.breakers else None,
             }
-        return {"requests": self.requests, "hits": self.hits, "misses": self.requests - self.hits,
-                "hit_rate": self.hits / self.requests if self.requests else 0.0,
-                "coalesced": self.coalesced, "stale_served": self.stale_served,
-                "origin_calls": self.origin_calls, "tiers": tiers}
+        out = {"requests": self.requests, "hits": self.hits, "misses": self.requests - self.hits,
+               "hit_rate": self.hits / self.requests if self.requests else 0.0,
+               "coalesced": self.coalesced, "stale_served": self.stale_served,
+               "origin_calls": self.origin_calls, "tiers": tiers}
+        if self.semantic is not None:
+            out["semantic"] = {"hits": self.semantic_hits, "errors": self.semantic_errors}
+        return out
 
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
+        if self.semantic is not None:
+            self._semantic_call("close")
         for tier in self.tiers:
             try:
                 tier.close()
@@ -474,7 +515,17 @@ class TieredCache:
     def _fill(self, key: str, org: str, query: str, ctx: WeddingContext, compute: Callable[[], Any],
               cache_type: str, max_age: float | None, force_refresh: bool, peer_wait: bool = True) -> CacheResult | None:
         """Compute and store ``key`` holding the fleet-wide lock; when a peer holds it, wait for
-        the peer's value (``peer_wait``) or, for a background refresh, leave it to the peer."""
+        the peer's value (``peer_wait``) or, for a background refresh, leave it to the peer.
+
+        With semantic matching on for ``cache_type``, a near match answers first (no lock
+        needed), and the stored entry's vector is remembered with what that lookup computed."""
+        semantic = self.semantic is not None and self.semantic.settings.applies_to(cache_type)
+        prepared = None
+        if semantic and not force_refresh and peer_wait:
+            prepared = self._semantic_call("prepare", query, ctx)
+            hit = self._semantic_hit(key, org, query, ctx, cache_type, max_age, prepared) if prepared else None
+            if hit is not None:
+                return hit
         token = self._acquire(key)
         try:
             if token is None and not peer_wait:
@@ -488,10 +539,66 @@ class TieredCache:
             entry = self.make_entry(key, org, query, ctx, value, cache_type, max_age)
             self.store(entry)
             self.events.store.fire(entry=entry, compute_seconds=entry.created_at - started)
+            if semantic:  # a refresh has nothing prepared: remember computes it
+                self._semantic_call("remember", org, key, query, ctx, cache_type, prepared)
             return CacheResult(value, False, None, 0.0, key)
         finally:
             if isinstance(token, str):
                 self._behind(LOCKS, self.locks.release, key, token)
+
+    # -- semantic matching (only with ``semantic``) -----------------------------------------
+    def _semantic_applies(self, cache_type: str) -> bool:
+        return self.semantic is not None and self.semantic.settings.applies_to(cache_type)
+
+    def _semantic_call(self, method: str, *args: Any) -> Any:
+        """``semantic.<method>(*args)``; ``None`` when it fails: semantic matching degrades to
+        exact matching (a missing model, a failing pgvector), it never fails a request."""
+        try:
+            return getattr(self.semantic, method)(*args)
+        except Exception as exc:  # noqa: BLE001  (any failure here only costs a near match)
+            with self._count_lock:
+                self.semantic_errors += 1
+            log.warning("semantic %s skipped: %s", method, exc)
+            return None
+
+    def _semantic_hit(self, key: str, org: str, query: str, ctx: WeddingContext, cache_type: str,
+                      max_age: float | None, prepared: Any) -> CacheResult | None:
+        """The fresh entry of the question that means the same, as a hit for ``key``; ``None``
+        when there is none. A match whose entry is gone (expired, deleted, removed on another
+        replica) is forgotten, so it is not offered again."""
+        match = self._semantic_call("match", org, query, ctx, cache_type, prepared)
+        if match is None:
+            return None
+        try:
+            hit = self.get(match.key, max_age)
+        except TamperedEntry:  # removed (and reported) by get; answer as a miss
+            hit = None
+        if hit is None:
+            if max_age is None:  # too old for this caller is not gone
+                self._semantic_call("forget", match.key)
+            return None
+        with self._count_lock:
+            self.hits += 1
+            self.semantic_hits += 1
+        return replace(hit, key=key, similarity=match.similarity, matched_key=match.key, index_tier=match.tier)
+
+    def _semantic_doomed(self, sel: Selector) -> list[str] | None:
+        """The keys an organization's narrower invalidation (a wedding, vendor types, patterns)
+        is about to remove, read from the tiers that can list (their vectors go with them);
+        ``None`` when the selector takes a whole organization or every one."""
+        narrower = (sel.wedding_id, sel.vendor_types, sel.market_tiers, sel.cache_types, sel.patterns)
+        if sel.org_id is None or not any(narrower):
+            return None
+        keys = {item.key for listed in self.entries_per_tier(sel.org_id).values() for item in listed or ()
+                if isinstance(item, CacheEntry) and sel.matches(item)}
+        return sorted(keys)
+
+    def _semantic_forget(self, sel: Selector, doomed: list[str] | None) -> None:
+        if doomed is not None:
+            self._semantic_call("forget_many", doomed)
+        elif sel.org_id is not None:
+            self._semantic_call("forget_organization", sel.org_id)
+        # a global invalidation leaves vectors behind: a match on one finds no entry and forgets it
 
     def _compute(self, compute: Callable[[], Any]) -> Any:
         with self._count_lock:

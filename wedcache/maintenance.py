@@ -55,6 +55,8 @@ def delete_expired(pool: psycopg_pool.ConnectionPool, policy: Policy, clock: Clo
     now = clock.now()
     params = [now, now, *_graces(policy)]
     deleted = _remove(pool, "ai_cache_entries", _EXPIRED, params, "cache_key", dry_run)
+    if not dry_run:
+        _forget_vectors(pool, deleted.returned)
     kept = sum(_count(pool, "ai_cache_entries", _IN_GRACE, params).values())
     return {"at": iso(now), "dryRun": dry_run, "entries": sum(deleted.by_org.values()), "keptInGrace": kept}
 
@@ -70,6 +72,7 @@ def purge_past_retention(pool: psycopg_pool.ConnectionPool, clock: Clock, retent
     entries = _remove(pool, "ai_cache_entries", _OLDER_THAN, [cutoff], "cache_key", dry_run)
     audits = _remove(pool, "ai_cache_audit_logs", _OLDER_THAN, [cutoff], None, dry_run)
     forgotten = _forget(redis, entries.returned)
+    vectors = 0 if dry_run else _forget_vectors(pool, entries.returned, cutoff)
     organizations = sorted(set(entries.by_org) | set(audits.by_org))
     written = 0
     if audit_enabled and not dry_run:
@@ -81,7 +84,7 @@ def purge_past_retention(pool: psycopg_pool.ConnectionPool, clock: Clock, retent
                       for org in organizations)
     return {"at": iso(now), "dryRun": dry_run, "retentionDays": retention_days, "cutoff": iso(cutoff),
             "entries": sum(entries.by_org.values()), "auditRows": sum(audits.by_org.values()),
-            "redisEntries": forgotten, "organizations": len(organizations), "auditRowsWritten": written}
+            "redisEntries": forgotten, "semanticVectors": vectors, "organizations": len(organizations), "auditRowsWritten": written}
 
 
 def cleanup(pool: psycopg_pool.ConnectionPool, policy: Policy, clock: Clock, retention_days: int, *,
@@ -109,6 +112,17 @@ def _forget(redis: RedisTier | None, keys: list[str]) -> int:
         return sum(1 for key in keys if redis.delete(key))
     except TierUnavailable:
         return -1
+
+
+def _forget_vectors(pool: psycopg_pool.ConnectionPool, keys: list[str], cutoff: float | None = None) -> int:
+    """Delete the semantic vectors (``ai_cache_semantic``, when pgvector made it) of the removed
+    entries, and with ``cutoff`` every vector stored before it: a vector holds the question's
+    embedding and entities, so retention and GDPR deletion cover it like the entry."""
+    with pool.connection() as conn:
+        if conn.execute("SELECT to_regclass('ai_cache_semantic')").fetchone()[0] is None:
+            return 0
+        return conn.execute("DELETE FROM ai_cache_semantic WHERE cache_key = ANY(%s) OR created_at < to_timestamp(%s)",
+                            (list(keys), cutoff if cutoff is not None else float("-inf"))).rowcount
 
 
 def _graces(policy: Policy) -> list[list]:

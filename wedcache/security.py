@@ -194,7 +194,9 @@ class CacheSecurityManager:
             "categoriesOfDataSubjects": ["couples and guests of the weddings the organization plans",
                                          "people using the organization's API clients (audit trail)"],
             "categoriesOfPersonalData": [f"wedding context field {name!r}" for name in fields]
-            + ["AI answers about a wedding", "IP addresses and user agents of API requests (audit trail)"],
+            + ["AI answers about a wedding", "IP addresses and user agents of API requests (audit trail)"]
+            + (["question embeddings and the entities the semantic guard reads (dates, places, guest and budget "
+                "ranges; table ai_cache_semantic, not encrypted)"] if self.cache.semantic is not None else []),
             "recipients": ["the organization's own API clients",
                            "the AI origin (the query and wedding context of a cache miss)"],
             "retentionPeriod": {"days": self.retention_days,

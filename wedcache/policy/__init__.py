@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import AfterValidator, BaseModel, ByteSize, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (AfterValidator, BaseModel, ByteSize, ConfigDict, Field, TypeAdapter, ValidationError,
+                      field_validator, model_validator)
 
 from ..errors import PolicyError
 
@@ -151,6 +152,32 @@ class ResourceAllocation(_Strict):
         return int(_BYTES.validate_python(getattr(self, name)))
 
 
+class SemanticPolicy(_Strict):
+    """The ``[semantic]`` table: near-match lookups after an exact miss (``wedcache.semantic``).
+
+    Kept as plain data here (the runtime form is ``SemanticSettings.from_table(policy.semantic.model_dump())``,
+    which also checks ``model``): the policy must not import the semantic package, whose
+    modules import the context and keys modules, which import this one.
+    """
+
+    enabled: bool = False
+    threshold: float = Field(default=0.7013, gt=0, le=1)
+    """The lowest cosine similarity that counts; ``wedcache tune semantic`` chooses it."""
+    model: str = "wordllama-l2-supercat-256"
+    cache_types: list[str] = ["chat_response", "vendor_recommendation", "venue_search", "general"]
+    """Cache types that may answer from a near match (exact keys are always tried first)."""
+
+    @field_validator("cache_types")
+    @classmethod
+    def _known_cache_types(cls, value: list[str]) -> list[str]:
+        from ..keys import CACHE_TYPES  # here, not at the top: keys imports context, which imports this module
+
+        unknown = [name for name in value if name not in CACHE_TYPES]
+        if unknown:
+            raise ValueError(f"unknown cache types {', '.join(unknown)}; must be among {', '.join(CACHE_TYPES)}")
+        return value
+
+
 class Policy(_Strict):
     """The whole policy. Use :meth:`season_of` and the dicts directly."""
 
@@ -163,6 +190,7 @@ class Policy(_Strict):
     costs: CostPolicy
     replicas: ReplicaPolicy
     resources: dict[Literal["production", "peak_season"], ResourceAllocation]
+    semantic: SemanticPolicy = SemanticPolicy()
 
     @model_validator(mode="after")
     def _complete(self) -> "Policy":

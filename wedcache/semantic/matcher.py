@@ -6,7 +6,9 @@ PostgreSQL (pgvector) are searched *within the organization and cache type*, and
 candidates at or above the threshold are offered, most similar first, to the guard; the
 first it accepts is the match. :meth:`SemanticMatcher.remember` is called once per stored
 entry: the vector and the entities are computed then and kept with it (memory index and
-``ai_cache_semantic``), never recomputed on a lookup.
+``ai_cache_semantic``), never recomputed on a lookup. :class:`~wedcache.cache.TieredCache`
+makes these calls when it is given a matcher (``semantic=``; :func:`~wedcache.assembly.build_semantic`
+builds one from the policy), and forgets vectors as entries are deleted, invalidated or evicted.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import psycopg
 import psycopg_pool
 
 from ..context import WeddingContext, parse_context
+from ..entry import CacheEntry
 from ..keys import organization_uuid
 from ..policy import Policy
 from .embedder import Embedder, default_embedder
@@ -82,6 +85,23 @@ class SemanticMatcher:
         """Drop ``key``'s vector everywhere (the entry was deleted, invalidated or evicted)."""
         self.index.remove(key)
         self._on_store("remove", key)
+
+    def forget_many(self, keys: list[str]) -> None:
+        """:meth:`forget` for each of ``keys`` (one PostgreSQL round trip)."""
+        for key in keys:
+            self.index.remove(key)
+        if keys:
+            self._on_store("remove_many", list(keys))
+
+    def evicted(self, entry: CacheEntry) -> None:
+        """The memory tier evicted ``entry`` (its ``on_evict``): drop it from the memory index
+        only, so that index stays as large as the memory tier; PostgreSQL keeps the vector,
+        as the lower tiers keep the entry."""
+        self.index.remove(entry.key)
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
 
     def forget_organization(self, org_id: str) -> None:
         org = organization_uuid(org_id)

@@ -120,6 +120,10 @@ class PgVectorStore:
         with self._pool.connection() as conn:
             return conn.execute(f"DELETE FROM {TABLE} WHERE cache_key = %s", (key,)).rowcount > 0
 
+    def remove_many(self, keys: list[str]) -> int:
+        with self._pool.connection() as conn:
+            return conn.execute(f"DELETE FROM {TABLE} WHERE cache_key = ANY(%s)", (list(keys),)).rowcount
+
     def remove_organization(self, org: str) -> int:
         with self._pool.connection() as conn:
             return conn.execute(f"DELETE FROM {TABLE} WHERE organization_id = %s", (org,)).rowcount

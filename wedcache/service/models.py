@@ -29,9 +29,18 @@ class QueryBody(_Body):
     options: QueryOptions | None = None
 
 
+class SemanticAnalytics(BaseModel):
+    """Present when the answer came from a question that means the same (``X-Cache: HIT-semantic-<tier>``)."""
+
+    similarity: float = Field(description="cosine similarity of the question to the matched one")
+    matchedKey: str = Field(description="the cache key of the entry that answered")
+    indexTier: str = Field(description="where the matched vector was found: memory or postgres")
+
+
 class Analytics(BaseModel):
     hitRate: float
     performanceScore: float
+    semantic: SemanticAnalytics | None = None
 
 
 class QueryResponse(BaseModel):

@@ -13,7 +13,8 @@ Metrics: :meth:`ServiceState.observe` counts each answered query in the Promethe
 (its own small pool, so a slow or down database never touches the request path). Gauges
 (memory tier bytes, seasonal load factor) are set by :meth:`ServiceState.refresh_gauges`:
 at scrape time and every few seconds, so other workers' gauges stay current in
-multiprocess mode. At shutdown, after uvicorn has drained in-flight requests, the buffer is
+multiprocess mode. The semantic guard's ``ai_cache_semantic_rejections_total`` (when the policy
+turns semantic matching on) is counted in the same registry. At shutdown, after uvicorn has drained in-flight requests, the buffer is
 flushed first, while the database and everything else are still open.
 """
 from __future__ import annotations
@@ -84,8 +85,9 @@ class ServiceState:
         _migrate(database_url, migrate)
         policy = load_policy(settings.policy_file)
         sealer = build_sealer(settings)
+        metrics = ServiceMetrics()  # before the cache: the semantic guard counts its rejections in it
         cache = build_cache(settings, clock=clock, policy=policy, redis_url=redis_url, database_url=database_url,
-                            codec=sealer)
+                            codec=sealer, semantic_registry=metrics.registry)
         origin = build_origin(settings, clock)
         pool = psycopg_pool.ConnectionPool(database_url, min_size=1, max_size=8, open=True, name="wedcache-service",
                                            check=psycopg_pool.ConnectionPool.check_connection,
@@ -98,7 +100,7 @@ class ServiceState:
                     ApiKeyStore(database_url, pool=pool, clock=clock), pool, client, redis_url, database_url, origin,
                     RateLimiter.from_policy(policy, clock=clock, redis_client=client),
                     AuditLog(pool, clock, settings.audit_logging_enabled),
-                    SeasonalControl(automator, policy, clock, pool, client), ServiceMetrics(),
+                    SeasonalControl(automator, policy, clock, pool, client), metrics,
                     MetricsBuffer(database_url))
         automator.listeners.append(state.metrics.count_scaling_event)
         state.closers += [cache.close, pool.close, client.close, getattr(origin, "close", lambda: None),

@@ -5,7 +5,8 @@ body (a bad ``weddingContext`` field is ``CACHE_005``; text with injection signa
 ``CACHE_007``, audited: :mod:`~wedcache.service.injection`), ask
 :class:`~wedcache.answering.WeddingAICacheService` (memory -> Redis -> PostgreSQL -> origin,
 scoped to the key's organization), record the request's metrics, and answer the source
-document's body with ``X-Cache: HIT-<tier>|MISS``.
+document's body with ``X-Cache: HIT-<tier>|HIT-semantic-<tier>|MISS`` (semantic: an answer stored
+for a question that means the same, when the policy's ``[semantic]`` table enables it).
 
 An async endpoint with a blocking slow path: a fresh memory hit needs no I/O and is answered
 on the event loop (:meth:`~wedcache.answering.WeddingAICacheService.answer_from_memory`);
@@ -27,7 +28,9 @@ router = APIRouter(tags=["cache"])
 
 
 @router.post("/api/ai-cache/query", response_model=None, summary="Answer a wedding-planning query through the cache",
-             responses={200: {"model": QueryResponse, "headers": {"X-Cache": {"schema": {"type": "string"}}}},
+             responses={200: {"model": QueryResponse, "headers": {"X-Cache": {
+                 "description": "HIT-memory, HIT-redis, HIT-postgres, HIT-semantic-<tier> or MISS",
+                 "schema": {"type": "string"}}}},
                         **errors(*COMMON_ERRORS, "CACHE_005", "CACHE_007")})
 async def query(body: QueryBody, request: Request, key: ApiKey = Depends(caller)) -> Response:
     state = request.app.state.wedcache
