@@ -423,6 +423,21 @@ class TestCleanup:
         assert _keys_left(pool, org_id) == {keys["venue_in_grace"], keys["live"]}
 
 
+    def test_purge_deletes_the_semantic_vectors_of_purged_entries_and_old_ones(self, pool, org_id):
+        """A vector holds the question's embedding and entities: retention covers it like the entry."""
+        old = add_entry(pool, org_id, created=SUMMER - timedelta(days=3), ttl=40 * 86400)
+        recent = add_entry(pool, org_id, created=SUMMER - timedelta(hours=1), ttl=40 * 86400, cache_type="venue_search")
+        for key, created in ((old, SUMMER - timedelta(hours=2)), (recent, SUMMER - timedelta(hours=1)),
+                             ("ai:{%s}:general:orphan" % org_id, SUMMER - timedelta(days=5))):
+            insert_row(pool, org_id, "INSERT INTO ai_cache_semantic (cache_key, organization_id, cache_type, model, "
+                       "embedding, created_at) VALUES (%s, %s, 'general', 'm', array_fill(0.0625, ARRAY[256])::vector, %s)",
+                       (key, org_id, created))
+        dry = purge_past_retention(pool, ManualClock(SUMMER), 2, audit_enabled=False, dry_run=True)
+        assert dry["semanticVectors"] == 0 and count(pool, "SELECT count(*) FROM ai_cache_semantic") == 3
+        out = purge_past_retention(pool, ManualClock(SUMMER), 2, audit_enabled=False)
+        assert out["semanticVectors"] == 2  # the purged entry's vector and the orphan past retention
+        assert count(pool, "SELECT count(*) FROM ai_cache_semantic WHERE cache_key = %s", recent) == 1
+
     def test_purge_with_audit_logging_off_writes_no_audit_row(self, pool, org_id):
         add_audit(pool, org_id, at=SUMMER - timedelta(days=3))
         out = purge_past_retention(pool, ManualClock(SUMMER), 2, audit_enabled=False)
