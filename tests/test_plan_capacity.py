@@ -9,8 +9,15 @@ from typer.testing import CliRunner
 from simulations.scenario import scenario_from_dict
 from wedcache.cli import app
 from wedcache.policy import load_policy
+from types import SimpleNamespace
+
+import numpy as np
+from scipy.stats import poisson
+
 from wedcache.tuning.capacity import (CapacityInputError, Growth, compare_allocation, erlang_c, grown_scenario,
-                                      postgres_connections, project_capacity, write_capacity)
+                                      peak_figures, postgres_connections, project_capacity, replica_distances,
+                                      write_capacity)
+from wedcache.tuning.mrc import stack_distances
 
 SMALL_YEAR = {"name": "small-year", "run": {"start_date": "2026-01-01", "days": 365, "seed": 3, "sample_rate": 0.01},
               "traffic": {"base_qps": 0.1}, "queries": {"distinct": 10_000, "organizations": 10},
@@ -36,13 +43,52 @@ def test_growth_raises_qps_and_every_resource_season_by_season(plan):
     assert list(grown) == ["winter", "spring", "summer", "fall"]
     for season in grown:
         b, g = base[season], grown[season]
-        assert g["peak_qps"] > 3 * b["peak_qps"]
+        assert g["peak_minute_qps"] == pytest.approx(5 * b["peak_minute_qps"]) and g["peak_qps"] > b["peak_qps"]
         assert g["memory_bytes"] > b["memory_bytes"] and g["redis_bytes"] > b["redis_bytes"]
         assert g["postgres_load_erlangs"] > b["postgres_load_erlangs"]
         assert g["postgres_connections"] >= b["postgres_connections"]
         assert g["replicas"] >= b["replicas"] and g["cpu_cores"] >= b["cpu_cores"]
         assert g["monthly_cost"]["total"] > b["monthly_cost"]["total"]
     assert grown["summer"]["peak_qps"] > grown["winter"]["peak_qps"]
+
+
+def test_memory_is_per_replica_times_replicas(plan):
+    for run in ("baseline", "grown"):
+        for f in plan[run]["seasons"].values():
+            assert f["memory_bytes"] == pytest.approx(f["memory_per_replica_bytes"] * f["replicas"])
+            assert f["replicas"] >= 2 and f["memory_per_replica_bytes"] > 0
+
+
+def test_peak_qps_is_the_busiest_seconds_99th_percentile():
+    rates = np.full(3 * 60, 100.0)
+    rates[60 + 17] = 400.0  # one busy minute in the second hour
+    peaks = peak_figures(rates, np.array([0, 1, 2]))
+    assert peaks["peak_minute_qps"] == 400.0
+    assert peaks["peak_qps"] == poisson.ppf(0.99, 400.0) > 440
+    assert peaks["burst"].tolist() == pytest.approx([1.0, 400 / 105, 1.0])
+    assert peak_figures(rates, np.array([0]))["peak_qps"] == poisson.ppf(0.99, 100.0)
+
+
+def fake_records(n=4000, objects=200, seed=1):
+    rng = np.random.default_rng(seed)
+    ids = (rng.zipf(1.3, n) % objects).astype(np.int64)
+    return SimpleNamespace(object_id=ids, t=np.arange(n, dtype=float), created=np.zeros(n),
+                           code=np.zeros(n, np.int8))
+
+
+def test_one_replica_sees_the_whole_stream():
+    rec = fake_records()
+    assert replica_distances(rec, 1).tolist() == stack_distances(rec.object_id).tolist()
+
+
+def test_a_random_balancer_gives_each_replica_the_whole_key_space():
+    """More replicas: each sees fewer requests of the same objects, so more first sightings
+    (each replica warms its own copy) and a request whose replica saw only an older entry misses."""
+    rec = fake_records()
+    one, four = replica_distances(rec, 1), replica_distances(rec, 4)
+    assert np.isinf(four).sum() > np.isinf(one).sum()
+    rec.created[:] = rec.t - 0.5  # every hit served an entry written just before it: no replica holds it
+    assert np.isinf(replica_distances(rec, 4)).all()
 
 
 def test_the_comparison_names_each_resource_against_the_right_row(plan):
@@ -76,8 +122,9 @@ def test_the_files_carry_the_plan_and_a_conclusion_first(plan, tmp_path):
     assert {"scenario", "growth", "baseline", "grown", "seed_allocation", "seed_allocation_cost", "method",
             "conclusion"} <= set(data)
     summer = data["grown"]["seasons"]["summer"]
-    assert {"peak_qps", "memory_bytes", "redis_bytes", "postgres_connections", "replicas", "cpu_cores",
-            "monthly_cost", "target_reachable"} <= set(summer)
+    assert {"peak_qps", "peak_minute_qps", "peak_hour_qps", "memory_bytes", "memory_per_replica_bytes",
+            "redis_bytes", "postgres_connections", "replicas", "cpu_cores", "monthly_cost",
+            "target_reachable"} <= set(summer)
     assert set(summer["monthly_cost"]) == {"memory", "redis", "postgres", "replicas", "origin", "total"}
     md = files["md"].read_text()
     assert md.index(data["conclusion"][0]) < md.index("## Baseline")

@@ -16,7 +16,8 @@ from wedcache.tuning import costs
 from wedcache.tuning.replicas import (DEFAULT_CALIBRATION, HpaLag, cpu_cores_needed, desired_replicas,
                                       hpa_replicas, plan_replicas)
 from wedcache.tuning.scaling import (Observed, PredictivePolicy, ReactivePolicy, ScheduledPolicy, SeasonalPolicy,
-                                     compare_policies, holt_winters_forecast, write_outputs)
+                                     compare_policies, holt_winters_forecast, make_policies, without_ttl_adjustment,
+                                     write_outputs)
 
 POLICY = load_policy()
 
@@ -80,7 +81,33 @@ def test_holt_winters_forecast_follows_a_daily_cycle():
     assert np.max(np.abs(ahead - expected)) < 10
 
 
+def test_policies_name_their_ttl_mode():
+    seasonal, none = make_policies(["predictive", "predictive@none"], POLICY, 100.0)
+    assert (seasonal.label, seasonal.ttl, none.label, none.ttl) == ("predictive", "season", "predictive@none", "none")
+    assert none.settings()["ttl_adjustment"] == "none"
+    with pytest.raises(ValueError, match="--policies: unknown TTL mode 'short'"):
+        make_policies(["reactive@short"], POLICY, 100.0)
+    flat = without_ttl_adjustment(POLICY)
+    assert {s.ttl_adjustment_factor for s in flat.seasons.values()} == {1.0}
+    assert POLICY.seasons["summer"].ttl_adjustment_factor == 0.8  # the original is untouched
+
+
 # --- HPA -------------------------------------------------------------------------------------------
+
+def test_the_scenario_needs_more_replicas_in_peak_season():
+    """tune-scaling's traffic (base 480 requests/s) is sized so the HPA leaves its floor: the summer
+    evening peak needs several replicas, a winter night the minimum."""
+    from simulations.profiles import rate_series
+
+    scenario = load_scenario("tune-scaling")
+    spec = scenario.workload_spec()
+    hours = np.arange(0, spec.duration_seconds, 3600.0) + 1800
+    load = rate_series(hours, spec, POLICY)
+    plan = plan_replicas(load, np.full(load.size, 0.9), POLICY.replicas)
+    assert plan.peak >= 5 and plan.replicas.min() == 2
+    summer = slice(24 * 170, 24 * 200)
+    assert plan.replicas[summer].mean() > plan.replicas[: 24 * 30].mean() + 1
+
 
 def test_hpa_stays_within_bounds_and_follows_load():
     load = np.array([0, 10, 500, 1000, 2000, 5000, 100_000, 300, 0], float)
@@ -123,13 +150,13 @@ def test_costs_add_up():
 
 @pytest.fixture(scope="module")
 def tiny():
-    scenario = load_scenario("tune-scaling").with_overrides(start_date="2026-02-28", days=2, sample_rate=0.0005)
-    return compare_policies(scenario, ["scheduled", "reactive", "predictive"])
+    scenario = load_scenario("tune-scaling").with_overrides(start_date="2026-02-28", days=2, sample_rate=0.000125)
+    return compare_policies(scenario, ["scheduled", "reactive", "predictive", "predictive@none"])
 
 
 def test_comparison_runs_the_simulation_per_policy(tiny):
     by = {s["policy"]: s for s in tiny.summaries}
-    assert set(by) == {"scheduled", "reactive", "predictive"}
+    assert set(by) == {"scheduled", "reactive", "predictive", "predictive@none"}
     scheduled = next(r for r in tiny.runs if r.name == "scheduled").hours
     assert list(scheduled["scale"][:24].unique()) == [1.0] and list(scheduled["scale"][24:].unique()) == [3.0]
     for s in tiny.summaries:
@@ -141,10 +168,24 @@ def test_comparison_runs_the_simulation_per_policy(tiny):
     assert tiny.recommended["policy"] in by
 
 
+def test_ttl_modes_set_the_caches_ttls_and_are_judged_on_staleness(tiny):
+    runs = {r.name: r for r in tiny.runs}
+    adjusted, flat = runs["predictive"].automator, runs["predictive@none"].automator
+    assert flat.system.cache.ttl.policy.seasons["spring"].ttl_adjustment_factor == 1.0
+    assert adjusted.system.cache.ttl.policy.seasons["spring"].ttl_adjustment_factor == 0.9
+    assert {e.ttl_adjustment_factor for e in flat.events} == {1.0}
+    assert {e.ttl_adjustment_factor for e in adjusted.events} <= {1.0, 0.9}  # winter, then spring on March 1st
+    for s in tiny.summaries:
+        assert 0 <= s["stale_hit_fraction"] < 1
+    assert runs["predictive"].hours["stale_hits"].sum() <= runs["predictive"].hours["hits"].sum()
+
+
 def test_outputs_and_cli(tiny, tmp_path):
     files = write_outputs(tiny, tmp_path)
     data = json.loads(files["json"].read_text())
-    assert data["conclusion"].startswith("Recommended: ") and len(data["policies"]) == 3
+    assert data["conclusion"].startswith("Recommended: ") and len(data["policies"]) == 4
+    assert data["ttl_effect"].startswith("Seasonal TTL adjustment (predictive against predictive@none")
+    assert "stale hits" in files["md"].read_text()
     assert tomllib.loads(files["recommended"].read_text())["scaling"]["policy"] == tiny.recommended["policy"]
     assert "meets the SLA in" in files["md"].read_text() and files["scaling"].stat().st_size > 0
 

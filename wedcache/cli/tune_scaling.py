@@ -10,7 +10,7 @@ import typer
 from ..errors import WedcacheError
 from .tune import tune_app
 
-DEFAULT_POLICIES = "seasonal,scheduled,reactive,predictive"
+DEFAULT_POLICIES = "seasonal,scheduled,reactive,predictive,predictive@none"
 
 
 def _start(value: Optional[str]) -> Optional[date]:
@@ -31,7 +31,8 @@ def _fail(exc: Exception) -> typer.Exit:
 def tune_scaling(
     scenario: Annotated[str, typer.Argument(help="A scenario file, or a shipped one's name (tune-scaling, year …).")],
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default reports/tune-scaling/<scenario>).")] = None,
-    policies: Annotated[str, typer.Option(help="Comma-separated policies to compare.")] = DEFAULT_POLICIES,
+    policies: Annotated[str, typer.Option(help="Comma-separated policies to compare; NAME@none keeps TTLs unadjusted "
+                                               "(default NAME: the season's ttl_adjustment_factor).")] = DEFAULT_POLICIES,
     seed: Annotated[Optional[int], typer.Option(help="Override [run] seed.")] = None,
     sample_rate: Annotated[Optional[float], typer.Option(help="Override [run] sample_rate (0 < R <= 1).")] = None,
     start_date: Annotated[Optional[str], typer.Option(help="Override [run] start_date (YYYY-MM-DD).")] = None,

@@ -5,15 +5,22 @@
 ``traffic.base_qps``), both SHARDS-sampled (the grown run at ``sample_rate / growth.queries``
 so it costs about what the baseline costs), and derives per season from each run:
 
-* **peak QPS** - the busiest simulated hour's requests / 3600 (counts scaled back by sampling);
-* **memory** - the memory tier that reaches the season's hit-rate target
-  (``sla.seasonal.<season>.hitRate``): LRU stack distances of the run's requests
-  (:mod:`wedcache.tuning.mrc`, SHARDS-scaled), where a request that missed for a TTL reason
-  (cold, expired) misses at every size; times the mean entry size the real memory tier
-  measured. When the TTLs cap the hit rate below the target, the memory for 99 % of the
-  capped rate is given and ``target_reachable`` is false. One memory tier is modeled: the
-  figure holds per replica when requests are routed by organization (the key's hash tag);
-  a random balancer multiplies it by the replicas;
+* **peak QPS** - from the scenario's load profile (:func:`simulations.profiles.rate_series`, the
+  rate the arrivals are drawn from, per minute): the 99th percentile of the Poisson count of
+  arrivals in one second at the season's busiest minute (``peak_qps``); next to it that
+  minute's rate (``peak_minute_qps``) and the busiest simulated hour's mean
+  (``peak_hour_qps``, counts scaled back by sampling);
+* **memory** - per replica, then x replicas. The balancer spreads requests at random, so every
+  replica's memory tier sees the whole key space but only ``1 / n`` of the requests: each
+  request of the run is given a random replica of the season's peak ``n`` and the LRU stack
+  distances (:mod:`wedcache.tuning.mrc`, SHARDS-scaled) are counted on each replica's own
+  stream. A request that missed in the run (cold, expired: the TTLs' misses) misses at every
+  size, and so does one whose replica last saw the object before the entry it would serve was
+  written (that replica holds an older, expired copy; Redis, shared, serves it). The memory
+  tier per replica that reaches the season's hit-rate target (``sla.seasonal.<season>.hitRate``)
+  x the mean entry size the real memory tier measured is ``memory_per_replica_bytes``;
+  ``memory_bytes`` = that x ``n``. When the TTLs (or the split) cap the hit rate below the
+  target, the memory for 99 % of the capped rate is given and ``target_reachable`` is false;
 * **Redis memory** - Redis keeps every answer written through until ``expires_at`` + the
   stale-while-revalidate grace (``PX``), or until the next fill of the same object replaces
   it: the peak number of such live entries (each fill is an interval; occupancy is counted at
@@ -24,8 +31,9 @@ so it costs about what the baseline costs), and derives per season from each run
   replica has its own pool, so per replica the smallest pool whose Erlang-C waiting
   probability is at most :data:`PG_WAIT_PROBABILITY`, times the replicas;
 * **replicas** - the HPA model of :mod:`wedcache.tuning.replicas` (per-request CPU from the
-  service calibration, 2-20 replicas at 70 % CPU) over the season's hourly load and hit rate;
-  its peak, and CPU cores = peak replicas x cores per replica;
+  service calibration, 2-20 replicas at 70 % CPU) over the season's hours, each hour's load
+  taken at its busiest minute (the hour's requests x the profile's peak-minute / mean rate:
+  the HPA reacts within minutes); its peak, and CPU cores = peak replicas x cores per replica;
 * **monthly cost** - :func:`wedcache.tuning.costs.monthly_cost` of the peak-sized memory and
   Redis, the connections, the season's mean replicas and its origin calls per month.
 
@@ -52,6 +60,8 @@ from .costs import GB, HOURS_PER_MONTH, breakdown
 from .mrc import MissRatioCurve, previous_and_next, stack_distances
 from .replicas import DEFAULT_CALIBRATION, ServiceCalibration, plan_replicas
 
+PEAK_SECOND_QUANTILE = 0.99
+"""Peak QPS is this quantile of one second's Poisson arrivals at the busiest minute's rate."""
 PG_WAIT_PROBABILITY = 0.01
 """Largest Erlang-C probability that a PostgreSQL query waits for a pooled connection."""
 GENEROUS_SHARE = 0.5
@@ -157,6 +167,51 @@ def memory_curve(rec: Any, mask: np.ndarray, distances: np.ndarray, rate: float)
     return MissRatioCurve.from_distances(d, rate)
 
 
+def replica_distances(rec: Any, replicas: int, seed: int = 0) -> np.ndarray:
+    """Stack distances (entries) of every request on the replica a random balancer sends it to.
+
+    Each replica's memory tier sees only its own requests, so a request's distance counts the
+    objects its replica saw since that replica's previous request for the object; ``inf`` when
+    the replica has not seen it, or last saw it before the entry the run served was written
+    (its copy is an older one, expired: Redis serves the request)."""
+    n = rec.object_id.size
+    owner = np.random.default_rng(seed).integers(max(1, replicas), size=n)
+    out = np.full(n, np.inf)
+    for k in range(max(1, replicas)):
+        mine = np.flatnonzero(owner == k)
+        if not mine.size:
+            continue
+        ids = rec.object_id[mine]
+        d = stack_distances(ids)
+        prev, _ = previous_and_next(ids)
+        last_seen = np.where(prev >= 0, rec.t[mine][np.maximum(prev, 0)], -np.inf)
+        current = np.nan_to_num(rec.created[mine], nan=np.inf) <= last_seen
+        out[mine] = np.where(current, d, np.inf)
+    return out
+
+
+def minute_rates(scenario: Any, policy: Policy) -> np.ndarray:
+    """The full workload's arrival rate (requests/s) at the middle of every minute of the run:
+    the profile the simulation draws its Poisson arrivals from."""
+    from simulations.profiles import rate_series
+
+    spec = scenario.workload_spec()
+    return rate_series(np.arange(0.0, spec.duration_seconds, 60.0) + 30.0, spec, policy)
+
+
+def peak_figures(rates: np.ndarray, hours_from_start: np.ndarray) -> dict[str, Any]:
+    """Peak QPS of the hours ``hours_from_start`` from the per-minute ``rates``: the busiest
+    minute's rate and the 99th percentile of the Poisson arrivals in one second at that rate;
+    ``burst`` per hour, its peak-minute rate over its mean rate."""
+    minutes = np.asarray(hours_from_start, np.int64)[:, None] * 60 + np.arange(60)
+    by_hour = rates[np.minimum(minutes, rates.size - 1)]
+    top = float(by_hour.max()) if by_hour.size else 0.0
+    mean = by_hour.mean(axis=1)
+    burst = np.divide(by_hour.max(axis=1), mean, out=np.ones_like(mean), where=mean > 0)
+    return {"peak_minute_qps": top, "peak_qps": float(poisson.ppf(PEAK_SECOND_QUANTILE, top)) if top > 0 else 0.0,
+            "burst": burst}
+
+
 def memory_need(curve: MissRatioCurve, target: float, size: float) -> dict[str, Any]:
     """Memory for ``target`` (or for :data:`CAPPED_SHARE` of the TTL-capped hit rate)."""
     reachable = curve.max_hit_rate >= target
@@ -242,20 +297,24 @@ def season_figures(view: RunView, calibration: ServiceCalibration = DEFAULT_CALI
     rec, policy, rate = view.records, view.policy, view.scenario.run.sample_rate
     seasons = season_of_times(rec.t, view.scenario, policy)
     size = entry_bytes(view.series)
-    distances = stack_distances(rec.object_id)
+    rates = minute_rates(view.scenario, policy)
     fills, ends = lifetimes(rec, ttl_per_request(view.scenario, policy, view.source, rec, seasons))
     hours = view.series.assign(season=season_of_times(
         (view.series["hour"] - view.series["hour"].iloc[0]).dt.total_seconds().to_numpy(), view.scenario, policy))
     out = {}
     for name in [s for s in SEASON_ORDER if (seasons == s).any()]:
         mask, rows = seasons == name, hours[hours["season"] == name]
-        row = {"season": name, **load_figures(rec, mask, rows)}
-        row.update(memory_need(memory_curve(rec, mask, distances, rate),
-                               policy.sla.seasonal[name].hitRate, size))
         at = (rows["hour"] - hours["hour"].iloc[0]).dt.total_seconds().to_numpy()
+        peaks = peak_figures(rates, at // 3600)
+        row = {"season": name, **load_figures(rec, mask, rows)}
+        row.update({k: v for k, v in peaks.items() if k != "burst"})
+        row.update(replica_figures(rows, policy, calibration, peaks["burst"]))
+        per_replica = memory_need(memory_curve(rec, mask, replica_distances(rec, row["replicas"], view.scenario.run.seed),
+                                               rate), policy.sla.seasonal[name].hitRate, size)
+        row.update(per_replica, memory_per_replica_bytes=per_replica["memory_bytes"],
+                   memory_bytes=per_replica["memory_bytes"] * row["replicas"])
         row["redis_entries"] = occupancy_peak(fills, ends, at) / rate
         row["redis_bytes"] = row["redis_entries"] * size
-        row.update(replica_figures(rows, policy, calibration))
         row.update(postgres_connections(row["peak_qps"], row["postgres_reach"], row["write_share"],
                                         row["replicas"], *view.pg_ms))
         row["monthly_cost"] = season_cost(row, policy)
@@ -265,20 +324,23 @@ def season_figures(view: RunView, calibration: ServiceCalibration = DEFAULT_CALI
 
 
 def load_figures(rec: Any, mask: np.ndarray, rows: pd.DataFrame) -> dict[str, Any]:
-    """Peak and mean QPS (hourly), hit rates, the shares reaching PostgreSQL and writing through."""
+    """The busiest hour's and the mean QPS, hit rates, the shares reaching PostgreSQL and writing through."""
     code = rec.code[mask]
     hit = float(np.isin(code, HIT_CODES).mean())
     top = (code == 0).mean() + (code == 1).mean()
-    return {"peak_qps": float(rows["requests"].max() / 3600), "mean_qps": float(rows["requests"].mean() / 3600),
+    return {"peak_hour_qps": float(rows["requests"].max() / 3600), "mean_qps": float(rows["requests"].mean() / 3600),
             "requests": float(rows["requests"].sum()), "hit_rate": hit,
             "postgres_reach": float(1 - top), "write_share": float(np.isin(code, FILL_CODES).mean()),
             "origin_calls_per_month": float(rows["misses"].sum() * HOURS_PER_MONTH / max(len(rows), 1))}
 
 
-def replica_figures(rows: pd.DataFrame, policy: Policy, calibration: ServiceCalibration) -> dict[str, Any]:
-    """The HPA over the season's hours (:func:`~wedcache.tuning.replicas.plan_replicas`)."""
+def replica_figures(rows: pd.DataFrame, policy: Policy, calibration: ServiceCalibration,
+                    burst: np.ndarray | None = None) -> dict[str, Any]:
+    """The HPA over the season's hours (:func:`~wedcache.tuning.replicas.plan_replicas`), each
+    hour's load x ``burst`` (its peak-minute over mean rate; default 1)."""
     hits = rows[["hits_memory", "hits_redis", "hits_postgres"]].sum(axis=1) / rows["requests"].where(rows["requests"] > 0)
-    plan = plan_replicas(rows["requests"].to_numpy() / 3600, hits.to_numpy(), policy.replicas, calibration)
+    load = rows["requests"].to_numpy() / 3600 * (1.0 if burst is None else burst)
+    plan = plan_replicas(load, hits.to_numpy(), policy.replicas, calibration)
     return {"replicas": plan.peak, "mean_replicas": float(plan.replicas.mean()) if plan.replicas.size else 0.0,
             "cpu_cores": plan.peak * calibration.cores_per_replica,
             "saturated_hours": int(plan.saturated.sum()),
@@ -369,8 +431,10 @@ def conclusion(plan: dict[str, Any]) -> list[str]:
     fig = grown["seasons"][name]
     row = allocation_row(name, plan_policy(plan))
     first = (f"After growth (users x{plan['growth']['users']:g}, queries x{plan['growth']['queries']:g}) "
-             f"{name} peaks at {fig['peak_qps']:,.0f} requests/s and needs {fmt_bytes(fig['memory_bytes'])} of cache "
-             f"memory, {fmt_bytes(fig['redis_bytes'])} of Redis, {fig['postgres_connections']:,} PostgreSQL connections "
+             f"{name} peaks at {fig['peak_qps']:,.0f} requests/s (99th percentile of a second at its busiest minute; "
+             f"busiest hour {fig['peak_hour_qps']:,.0f}/s) and needs {fmt_bytes(fig['memory_bytes'])} of cache "
+             f"memory ({fig['replicas']} replicas x {fmt_bytes(fig['memory_per_replica_bytes'])}: a random balancer "
+             f"gives each replica's memory tier the whole key space), {fmt_bytes(fig['redis_bytes'])} of Redis, {fig['postgres_connections']:,} PostgreSQL connections "
              f"and {fig['replicas']} replicas ({fig['cpu_cores']:g} cores), about "
              f"${fig['monthly_cost']['total']:,.0f} a month, "
              f"${fig['monthly_cost']['origin']:,.0f} of it origin calls.")
@@ -385,8 +449,10 @@ def conclusion(plan: dict[str, Any]) -> list[str]:
     third += f" Infrastructure for {name}: ${infra:,.0f} a month needed, ${seed:,.0f} for the seed's {row} row."
     lines = [first, second, third]
     if not fig["target_reachable"]:
-        lines.append(f"The TTLs cap {name}'s hit rate at {fig['max_hit_rate']:.1%}, below its {fig['hit_rate_target']:.0%} "
-                     f"target: memory is sized for {fig['memory_hit_rate']:.1%}; more memory cannot reach the target.")
+        lines.append(f"The TTLs and the {fig['replicas']}-way split cap {name}'s memory-tier hit rate at "
+                     f"{fig['max_hit_rate']:.1%} per replica ({fig['hit_rate']:.1%} with Redis and PostgreSQL, shared, "
+                     f"serving the rest), below its {fig['hit_rate_target']:.0%} target: memory is sized for "
+                     f"{fig['memory_hit_rate']:.1%}; more memory cannot reach the target.")
     return lines
 
 
@@ -398,13 +464,14 @@ def plan_policy(plan: dict[str, Any]) -> Policy:
 
 
 def season_table(seasons: dict[str, dict[str, Any]]) -> list[list[Any]]:
-    return [[name, f["peak_qps"], f"{f['hit_rate']:.1%}", fmt_bytes(f["memory_bytes"]), fmt_bytes(f["redis_bytes"]),
+    return [[name, f"{f['peak_qps']:,.0f}", f"{f['peak_hour_qps']:,.0f}", f"{f['hit_rate']:.1%}",
+             fmt_bytes(f["memory_per_replica_bytes"]), fmt_bytes(f["memory_bytes"]), fmt_bytes(f["redis_bytes"]),
              f["postgres_connections"], f["replicas"], f["cpu_cores"], f"${f['monthly_cost']['total']:,.0f}"]
             for name, f in seasons.items()]
 
 
-SEASON_COLUMNS = ["season", "peak QPS", "hit rate", "memory", "Redis", "PG connections", "replicas",
-                  "CPU cores", "monthly cost"]
+SEASON_COLUMNS = ["season", "peak QPS (p99 second)", "busiest hour QPS", "hit rate", "memory per replica",
+                  "memory (all replicas)", "Redis", "PG connections", "replicas", "CPU cores", "monthly cost"]
 
 
 def capacity_report(plan: dict[str, Any]) -> Any:
@@ -431,11 +498,15 @@ def capacity_report(plan: dict[str, Any]) -> Any:
     return report
 
 
-METHOD = ("Method: both workloads are simulated with the real cache (SHARDS-sampled). Memory is the LRU "
-          "stack-distance size that reaches the season's hit-rate target (TTL misses miss at every size); Redis "
+METHOD = ("Method: both workloads are simulated with the real cache (SHARDS-sampled). Peak QPS is the 99th "
+          "percentile of one second's Poisson arrivals at the season's busiest minute of the load profile. Memory is "
+          "per replica x replicas: a random balancer sends each request to one of the season's peak replicas, and "
+          "each replica's LRU stack distances over its own requests give the size that reaches the season's hit-rate "
+          "target (TTL misses, and requests whose replica holds only an older copy, miss at every size); Redis "
           "is the peak of live entries (written through, kept until expiry plus grace or the next fill) x the "
           "measured entry size; PostgreSQL connections are Little's law with Erlang-C pools per replica (wait "
-          "probability <= 1 %); replicas are the HPA model (2-20 at 70 % CPU) over the hourly load; cost is the "
+          "probability <= 1 %) at the peak QPS; replicas are the HPA model (2-20 at 70 % CPU) over each hour's "
+          "busiest-minute load; cost is the "
           "policy's [costs] per month. Seasons at the base traffic multiplier are compared with the production "
           "row, the others with peak_season; generous means under half the allocation.")
 

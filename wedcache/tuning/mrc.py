@@ -89,7 +89,8 @@ def stack_distances(ids: np.ndarray, sizes: np.ndarray | None = None) -> np.ndar
 class MissRatioCurve:
     """Hit rate of an LRU cache as a function of its size, from (scaled) stack distances.
 
-    ``hit_rate(C) = (#{distances <= C} + adjustment) / total``, clipped to ``[0, 1]``."""
+    ``hit_rate(C) = (weight of distances <= C + adjustment) / total``, clipped to ``[0, 1]``;
+    each request weighs 1 unless it stands for more (:meth:`from_distances` ``weights``)."""
 
     distances: np.ndarray
     """Sorted stack distances (bytes), already scaled by ``1 / rate``; ``inf`` for cold misses."""
@@ -98,36 +99,57 @@ class MissRatioCurve:
     adjustment: float = 0.0
     """SHARDS-adj: requests the sample lacks (or, negative, has too many), counted as hits
     at distance 0."""
+    cumulative: np.ndarray | None = None
+    """Cumulative request weights in ``distances`` order (``None``: every request weighs 1)."""
 
     @classmethod
-    def from_distances(cls, distances: np.ndarray, rate: float = 1.0,
-                       expected: float | None = None) -> "MissRatioCurve":
+    def from_distances(cls, distances: np.ndarray, rate: float = 1.0, expected: float | None = None,
+                       weights: np.ndarray | None = None) -> "MissRatioCurve":
         """The curve of a stream's distances; a SHARDS sample at ``rate`` scales them by ``1 / rate``.
 
         :param expected: requests the sample should hold (``rate`` times the full stream's).
             Given, the difference is added at distance 0 (SHARDS-adj, Waldspurger et al.):
             a sample that missed (or caught) a few very hot keys is mostly
-            missing (or holding extra) reuses at tiny distances."""
+            missing (or holding extra) reuses at tiny distances.
+        :param weights: how many requests each one stands for (a request of a stationary
+            window extrapolated over the rest of a run, :mod:`wedcache.tuning.size`)."""
         if not 0 < rate <= 1:
             raise ValueError("rate: must be in (0, 1]")
-        distances = np.sort(np.asarray(distances, np.float64)) / rate
-        adjustment = 0.0 if expected is None or not distances.size else float(expected) - distances.size
-        return cls(distances, float(rate), adjustment)
+        distances = np.asarray(distances, np.float64)
+        order = np.argsort(distances, kind="stable")
+        cumulative = None if weights is None else np.cumsum(np.asarray(weights, np.float64)[order])
+        distances = distances[order] / rate
+        held = float(cumulative[-1]) if cumulative is not None and cumulative.size else float(distances.size)
+        adjustment = 0.0 if expected is None or not distances.size else float(expected) - held
+        return cls(distances, float(rate), adjustment, cumulative)
 
     @property
     def requests(self) -> int:
         """Requests the curve was measured on (sampled ones under SHARDS)."""
         return int(self.distances.size)
 
+    def _weight(self, count: np.ndarray | int) -> np.ndarray:
+        """The weight of the first ``count`` sorted distances."""
+        count = np.asarray(count)
+        if self.cumulative is None:
+            return count.astype(np.float64)
+        padded = np.concatenate(([0.0], self.cumulative))
+        return padded[count]
+
+    @property
+    def weight(self) -> float:
+        """The requests the sample stands for, before the SHARDS adjustment."""
+        return float(self._weight(self.requests))
+
     @property
     def total(self) -> float:
-        """The denominator: requests, plus the SHARDS adjustment."""
-        return self.requests + self.adjustment
+        """The denominator: requests (weighted), plus the SHARDS adjustment."""
+        return self.weight + self.adjustment
 
-    def _rate(self, hits: np.ndarray | int) -> np.ndarray:
+    def _rate(self, count: np.ndarray | int) -> np.ndarray:
         if self.total <= 0:
-            return np.zeros(np.shape(hits))
-        return np.clip((np.asarray(hits, np.float64) + self.adjustment) / self.total, 0.0, 1.0)
+            return np.zeros(np.shape(count))
+        return np.clip((self._weight(count) + self.adjustment) / self.total, 0.0, 1.0)
 
     @property
     def max_hit_rate(self) -> float:
@@ -147,12 +169,14 @@ class MissRatioCurve:
 
     def size_for(self, target: float) -> float | None:
         """The smallest size whose hit rate reaches ``target``; ``None`` if no size does."""
-        needed = math.ceil(target * self.total - self.adjustment - 1e-9)
+        needed = target * self.total - self.adjustment - 1e-9
         if needed <= 0:
             return 0.0
-        if needed > self.requests or not math.isfinite(self.distances[needed - 1]):
+        weights = np.arange(1, self.requests + 1, dtype=np.float64) if self.cumulative is None else self.cumulative
+        index = int(np.searchsorted(weights, needed, side="left"))
+        if index >= self.requests or not math.isfinite(self.distances[index]):
             return None
-        return float(self.distances[needed - 1])
+        return float(self.distances[index])
 
     def points(self, count: int = 64, up_to: float | None = None) -> list[tuple[float, float]]:
         """``(size_bytes, hit_rate)`` on a log-spaced grid from the smallest distance to ``up_to``

@@ -19,6 +19,11 @@ largest ``cache_size_multiplier``, 3.0 = "scale cache memory by 300 %"):
   history, refitted daily; ``m`` covers the highest forecast of the next ``lead_hours`` at the
   threshold's utilisation, in steps of 0.5.
 
+**TTLs.** A policy also sets the TTLs (:data:`TTL_MODES`): by default the season's
+``ttl_adjustment_factor`` (the seed's plan, as :class:`~wedcache.scaling.SeasonalScalingAutomator`
+applies it); ``NAME@none`` leaves the vendor TTLs unadjusted. Each run counts stale hits, so the
+report weighs the adjustment's freshness against its hit rate and cost (:func:`ttl_effect`).
+
 **Running.** Each policy runs the real simulation (:func:`simulations.model.build_system`, the
 :class:`~simulations.engine.Engine`) with :class:`PolicyAutomator` in place of the seasonal
 automator: the engine's hourly tick calls :meth:`PolicyAutomator.tick`, which reads the hour's
@@ -63,7 +68,11 @@ _SETTINGS = Settings.model_fields
 THRESHOLD = _SETTINGS["auto_scale_threshold"].default
 SCALE_UP = _SETTINGS["scale_up_factor"].default
 SCALE_DOWN = _SETTINGS["scale_down_factor"].default
-POLICY_NAMES = ("seasonal", "scheduled", "reactive", "predictive")
+POLICY_NAMES = ("seasonal", "scheduled", "reactive", "predictive", "predictive@none")
+TTL_MODES = ("season", "none")
+"""How a policy sets TTLs: ``season`` - the season's ``ttl_adjustment_factor`` (the seed's plan:
+summer 0.8, spring and fall 0.9, winter 1.0: fresher answers in peak season); ``none`` - the
+vendor TTLs unadjusted all year. Written ``NAME@MODE`` in ``--policies`` (``season`` by default)."""
 
 
 # --- policies ----------------------------------------------------------------------------------
@@ -83,9 +92,16 @@ class ScalingPolicy:
 
     name = "base"
 
-    def __init__(self, policy: Policy, base_qps: float, max_scale: float | None = None):
-        self.policy, self.base_qps = policy, base_qps
+    def __init__(self, policy: Policy, base_qps: float, max_scale: float | None = None, ttl: str = "season"):
+        if ttl not in TTL_MODES:
+            raise ValueError(f"--policies: unknown TTL mode {ttl!r}; choose from {', '.join(TTL_MODES)}")
+        self.policy, self.base_qps, self.ttl = policy, base_qps, ttl
         self.max_scale = max_scale or max(s.cache_size_multiplier for s in policy.seasons.values())
+
+    @property
+    def label(self) -> str:
+        """The name in reports: ``predictive``, or ``predictive@none`` for another TTL mode."""
+        return self.name if self.ttl == "season" else f"{self.name}@{self.ttl}"
 
     def clamp(self, scale: float) -> float:
         return min(self.max_scale, max(1.0, scale))
@@ -95,7 +111,7 @@ class ScalingPolicy:
 
     def settings(self) -> dict[str, Any]:
         """The parameters, for the report and ``recommended.toml``."""
-        return {"max_scale": self.max_scale}
+        return {"max_scale": self.max_scale, "ttl_adjustment": self.ttl}
 
 
 class SeasonalPolicy(ScalingPolicy):
@@ -112,9 +128,9 @@ class ScheduledPolicy(ScalingPolicy):
 
     name = "scheduled"
 
-    def __init__(self, policy: Policy, base_qps: float, max_scale: float | None = None,
+    def __init__(self, policy: Policy, base_qps: float, max_scale: float | None = None, ttl: str = "season",
                  up: tuple[int, int] = (3, 1), down: tuple[int, int] = (11, 1)):
-        super().__init__(policy, base_qps, max_scale)
+        super().__init__(policy, base_qps, max_scale, ttl)
         self.up, self.down = up, down
 
     def in_peak(self, day: date) -> bool:
@@ -133,9 +149,9 @@ class ReactivePolicy(ScalingPolicy):
 
     name = "reactive"
 
-    def __init__(self, policy: Policy, base_qps: float, max_scale: float | None = None,
+    def __init__(self, policy: Policy, base_qps: float, max_scale: float | None = None, ttl: str = "season",
                  threshold: float = THRESHOLD, up_factor: float = SCALE_UP, down_factor: float = SCALE_DOWN):
-        super().__init__(policy, base_qps, max_scale)
+        super().__init__(policy, base_qps, max_scale, ttl)
         self.threshold, self.up_factor, self.down_factor = threshold, up_factor, down_factor
 
     def utilization(self, load: float, scale: float) -> float:
@@ -179,14 +195,14 @@ class PredictivePolicy(ScalingPolicy):
 
     name = "predictive"
 
-    def __init__(self, policy: Policy, base_qps: float, max_scale: float | None = None,
+    def __init__(self, policy: Policy, base_qps: float, max_scale: float | None = None, ttl: str = "season",
                  threshold: float = THRESHOLD, lead_hours: int = 6, history_days: int = 28,
                  refit_hours: int = 24, step: float = 0.5,
                  forecast: Callable[[Sequence[float], int, int], np.ndarray] = holt_winters_forecast):
-        super().__init__(policy, base_qps, max_scale)
+        super().__init__(policy, base_qps, max_scale, ttl)
         self.threshold, self.lead_hours, self.history_days = threshold, lead_hours, history_days
         self.refit_hours, self.step, self.forecast = refit_hours, step, forecast
-        self.fallback = ReactivePolicy(policy, base_qps, max_scale, threshold)
+        self.fallback = ReactivePolicy(policy, base_qps, max_scale, ttl, threshold)
         self._forecast: np.ndarray | None = None
         self._made_at = 0
         self.fits = 0
@@ -227,13 +243,22 @@ POLICIES: dict[str, type[ScalingPolicy]] = {cls.name: cls for cls in
 
 def make_policies(names: Sequence[str], policy: Policy, base_qps: float,
                   max_scale: float | None = None) -> list[ScalingPolicy]:
-    """The named policies with their default (the seed's) settings."""
-    unknown = [n for n in names if n not in POLICIES]
-    if unknown:
-        raise ValueError(f"--policies: unknown policy {unknown[0]!r}; choose from {', '.join(POLICIES)}")
+    """The named policies (``NAME`` or ``NAME@TTL_MODE``) with their default (the seed's) settings."""
     if not names:
         raise ValueError("--policies: name at least one policy")
-    return [POLICIES[n](policy, base_qps, max_scale) for n in names]
+    made = []
+    for item in names:
+        name, _, ttl = item.partition("@")
+        if name not in POLICIES:
+            raise ValueError(f"--policies: unknown policy {name!r}; choose from {', '.join(POLICIES)}")
+        made.append(POLICIES[name](policy, base_qps, max_scale, ttl or "season"))
+    return made
+
+
+def without_ttl_adjustment(policy: Policy) -> Policy:
+    """``policy`` with every season's ``ttl_adjustment_factor`` at 1 (TTL mode ``none``)."""
+    seasons = {k: v.model_copy(update={"ttl_adjustment_factor": 1.0}) for k, v in policy.seasons.items()}
+    return policy.model_copy(update={"seasons": seasons})
 
 
 # --- the automator the engine ticks ----------------------------------------------------------------
@@ -254,6 +279,8 @@ class PolicyAutomator:
         self.events: list[ScalingEvent] = []
         self.scale = 1.0
         self._seen, self._ticks = 0, 0
+        if scaling.ttl == "none":  # the cache's TTL strategy reads the seasons' factors from its policy
+            system.cache.ttl.policy = without_ttl_adjustment(system.cache.ttl.policy)
 
     def _observe(self) -> None:
         lookups = self.counters.lookups
@@ -275,8 +302,9 @@ class PolicyAutomator:
         max_bytes, max_entries = max(1, int(self.base_bytes * scale)), max(1, int(self.base_entries * scale))
         evicted = self.system.memory.resize(max_bytes, max_entries)
         self.scale = scale
-        event = ScalingEvent(self.system.clock.now(), self.scaling.policy.season_of(now.date()), scale, 1.0,
-                             max_bytes, max_entries, evicted)
+        season = self.scaling.policy.season_of(now.date())
+        factor = 1.0 if self.scaling.ttl == "none" else self.scaling.policy.seasons[season].ttl_adjustment_factor
+        event = ScalingEvent(self.system.clock.now(), season, scale, factor, max_bytes, max_entries, evicted)
         self.events.append(event)
         return event
 
@@ -294,16 +322,19 @@ class PolicyRun:
 
 
 def hourly_frame(rec: Any, start: datetime, scale: float) -> pd.DataFrame:
-    """Per simulated hour: ``requests`` (scaled), ``hit_rate``, ``mean_ms``, ``p95_ms``, ``misses``."""
+    """Per simulated hour: ``requests``, ``hits``, ``misses`` and ``stale_hits`` (scaled), ``hit_rate``,
+    ``mean_ms``, ``p95_ms``."""
     hour = (rec.t // HOUR).astype(np.int64)
     n = int(hour.max()) + 1 if hour.size else 0
     count = np.bincount(hour, minlength=n).astype(float)
     hits = np.bincount(hour, weights=(rec.code <= 2).astype(float), minlength=n)
+    stale = np.bincount(hour, weights=rec.stale.astype(float), minlength=n) if rec.stale is not None else hits * np.nan
     latency = np.bincount(hour, weights=rec.latency_ms, minlength=n)
     p95 = pd.Series(rec.latency_ms).groupby(hour).quantile(0.95).reindex(range(n)).to_numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
         return pd.DataFrame({"hour": pd.Timestamp(start) + pd.to_timedelta(np.arange(n), unit="h"),
                              "requests": count * scale, "misses": (count - hits) * scale,
+                             "stale_hits": stale * scale, "hits": hits * scale,
                              "hit_rate": hits / count, "mean_ms": latency / count, "p95_ms": p95})
 
 
@@ -311,7 +342,7 @@ def simulate_policy(scenario: Any, scaling: ScalingPolicy) -> PolicyRun:
     """Run ``scenario`` once with ``scaling`` deciding the memory budget every hour."""
     from simulations.engine import Engine
     from simulations.model import build_system, start_of
-    from simulations.run import build_source
+    from simulations.run import build_source, mark_stale
 
     policy = scenario.policy()
     system = build_system(scenario, policy)
@@ -319,6 +350,7 @@ def simulate_policy(scenario: Any, scaling: ScalingPolicy) -> PolicyRun:
         source = build_source(scenario, policy, None)
         system.automator = PolicyAutomator(scaling, system, source.scale)
         rec = Engine(system, source).run()
+        rec.stale = mark_stale(rec, source)
         frame = hourly_frame(rec, start_of(scenario), source.scale)
     finally:
         system.close()
@@ -326,7 +358,7 @@ def simulate_policy(scenario: Any, scaling: ScalingPolicy) -> PolicyRun:
     frame["scale"] = _per_hour(automator.scales, len(frame), 1.0)
     frame["memory_bytes"] = [s[1] / scenario.run.sample_rate for s in rec.memory_samples[:len(frame)]] + \
         [np.nan] * max(0, len(frame) - len(rec.memory_samples))
-    return PolicyRun(scaling.name, frame, automator)
+    return PolicyRun(scaling.label, frame, automator)
 
 
 def _per_hour(values: Sequence[float], n: int, default: float) -> np.ndarray:
@@ -389,6 +421,7 @@ def _summary(run: PolicyRun, frame: pd.DataFrame, plan: ReplicaPlan, cost: CostB
         "breaches": {"hit_rate": int((~frame["hit_ok"]).sum()), "response_time": int((~frame["response_ok"]).sum()),
                      "cpu_saturated": int(frame["saturated"].sum())},
         "hit_rate": _weighted(frame["hit_rate"], frame["requests"]),
+        "stale_hit_fraction": float(frame["stale_hits"].sum() / frame["hits"].sum()) if frame["hits"].sum() else 0.0,
         "mean_ms": _weighted(frame["mean_ms"], frame["requests"]),
         "peak_scale": float(frame["scale"].max()), "mean_scale": float(frame["scale"].mean()),
         "peak_memory_gb": resources_at(float(frame["scale"].max()), run.automator.scaling.policy)[0],
@@ -418,11 +451,26 @@ def recommend(summaries: list[dict[str, Any]]) -> dict[str, Any]:
                    f"{', '.join(s['policy'] for s in eligible)}"}
 
 
+def ttl_effect(summaries: list[dict[str, Any]]) -> str | None:
+    """What the seasonal TTL adjustment does, from a policy run with both TTL modes (``x`` and ``x@none``)."""
+    by_name = {s["policy"]: s for s in summaries}
+    pair = next(((by_name[n], by_name[f"{n}@none"]) for n in by_name if f"{n}@none" in by_name), None)
+    if pair is None:
+        return None
+    on, off = pair
+    return (f"Seasonal TTL adjustment ({on['policy']} against {off['policy']}, the same memory plan): hit rate "
+            f"{on['hit_rate']:.1%} against {off['hit_rate']:.1%}, stale hits {on['stale_hit_fraction']:.1%} against "
+            f"{off['stale_hit_fraction']:.1%}, {on['in_sla_hours']:,} against {off['in_sla_hours']:,} hours in SLA, "
+            f"{on['replica_hours']:,.0f} against {off['replica_hours']:,.0f} replica-hours, "
+            f"${on['cost_usd']['total']:,.0f} against ${off['cost_usd']['total']:,.0f}.")
+
+
 def conclusion(summaries: list[dict[str, Any]], chosen: dict[str, Any]) -> str:
     """One sentence per policy, the recommended one first."""
     order = sorted(summaries, key=lambda s: s["policy"] != chosen["policy"])
     parts = [f"{s['policy']} meets the SLA in {s['in_sla_hours']:,} of {s['hours']:,} hours at "
-             f"${s['cost_usd']['total']:,.0f} (peak {s['peak_memory_gb']:.0f} GB, {s['peak_replicas']} replicas)"
+             f"${s['cost_usd']['total']:,.0f} (hit rate {s['hit_rate']:.1%}, {s['stale_hit_fraction']:.1%} of hits stale, "
+             f"peak {s['peak_memory_gb']:.0f} GB, {s['peak_replicas']} replicas, {s['replica_hours']:,.0f} replica-hours)"
              for s in order]
     return f"Recommended: **{chosen['policy']}**. " + "; ".join(parts) + "."
 
@@ -443,6 +491,7 @@ class Comparison:
                 "days": self.scenario.days, "sample_rate": self.scenario.run.sample_rate,
                 "seed": self.scenario.run.seed, "base_qps": self.scenario.traffic.base_qps,
                 "conclusion": conclusion(self.summaries, self.recommended).replace("**", ""),
+                "ttl_effect": ttl_effect(self.summaries),
                 "recommended": self.recommended, "policies": self.summaries,
                 "calibration": self.calibration.as_dict(),
                 "hpa": {"lag_up_hours": self.lag.up_hours, "down_window_hours": self.lag.down_window_hours},
@@ -457,7 +506,7 @@ def compare_policies(scenario: Any, names: Sequence[str] = POLICY_NAMES, *, max_
     runs, summaries = [], []
     for scaling in make_policies(list(names), policy, scenario.traffic.base_qps, max_scale):
         if progress:
-            progress(f"simulating {scenario.name} with the {scaling.name} policy")
+            progress(f"simulating {scenario.name} with the {scaling.label} policy")
         run = simulate_policy(scenario, scaling)
         summaries.append(judge(run, policy, calibration, lag))
         runs.append(run)
@@ -517,10 +566,14 @@ def build_report(comparison: Comparison, text: str) -> Report:
                     f"{sc.run.sample_rate:g} of keys simulated, seed {sc.run.seed}")
     report.paragraph(text)
     report.paragraph(f"Why: {comparison.recommended['why']}.")
+    effect = ttl_effect(comparison.summaries)
+    if effect:
+        report.paragraph(effect)
     report.table(["policy", "in SLA h", "hit-rate breaches", "response breaches", "CPU saturated", "hit rate",
-                  "peak memory GB", "replica-hours", "peak replicas", "cost"],
+                  "stale hits", "peak memory GB", "replica-hours", "peak replicas", "cost"],
                  [[s["policy"], s["in_sla_hours"], s["breaches"]["hit_rate"], s["breaches"]["response_time"],
-                   s["breaches"]["cpu_saturated"], fmt_percent(s["hit_rate"]), s["peak_memory_gb"],
+                   s["breaches"]["cpu_saturated"], fmt_percent(s["hit_rate"]), fmt_percent(s["stale_hit_fraction"]),
+                   s["peak_memory_gb"],
                    s["replica_hours"], s["peak_replicas"], fmt_usd(s["cost_usd"]["total"])]
                   for s in comparison.summaries], caption="Hours in target and what they cost")
     items = ("memory", "redis", "postgres", "replicas", "origin")
@@ -545,6 +598,9 @@ def _method(comparison: Comparison) -> list[str]:
         f"{comparison.runs[0].automator.scaling.policy.replicas.target_cpu_utilization:.0%} CPU, "
         f"{cal.hit_cpu_ms:g} ms CPU per hit, {cal.miss_cpu_ms:g} ms per miss, {cal.cores_per_replica:g} "
         f"cores per replica; source: {cal.source}",
+        "TTLs: a policy NAME follows the seed's seasonal plan (each season's ttl_adjustment_factor: "
+        "summer 0.8, spring and fall 0.9, winter 1.0); NAME@none keeps the vendor TTLs unadjusted. "
+        "Stale hits are hits whose vendor data changed after the entry was stored.",
         "Resources scale with the plan from resources.production (x3 = resources.peak_season); "
         "origin calls are the misses scaled to the full workload.",
     ]
