@@ -17,6 +17,14 @@ limits its concurrency (each computation takes the earliest free slot, first com
 A request's latency is the memory lookup's modeled time, plus what modeled tiers charged
 to the clock (:class:`~simulations.clock.SimClock` debt), plus, on a miss, the wait for the
 computation and the write-through. In a live run lookups and stores are timed instead.
+
+With a semantic matcher (``[cache] semantic``; :attr:`System.semantic <simulations.model.System.semantic>`)
+an exact miss first asks it for a near match, as :meth:`TieredCache.get_or_compute
+<wedcache.cache.TieredCache.get_or_compute>` does: a match whose entry is fresh in some tier
+is a hit (a *semantic* hit, noted per request with the matched object), else the origin
+answers and the stored entry's vector is remembered. Vectors and entities are computed once
+per object in :meth:`Engine.prepare` (one batch embedding), so a lookup only searches the
+index. Without a matcher none of this runs: the miss handler is the exact one.
 """
 from __future__ import annotations
 
@@ -79,6 +87,9 @@ class Records:
     stale: np.ndarray | None = None
     """Hits whose source data changed after the entry was stored (set by the caller, which
     knows the data changes)."""
+    semantic: np.ndarray | None = None
+    """With semantic matching: per request, the object whose entry a semantic hit served
+    (-1 for every other request); ``None`` without it."""
 
 
 class _Recorder:
@@ -97,6 +108,8 @@ class _Recorder:
         self.overdue: list[float] = []
         self.origin_calls: list[float] = []
         self.memory: list[tuple[float, int, int]] = []
+        self.semantic: list[tuple[int, int]] = []
+        """``(request index, matched object)`` of semantic hits."""
 
     def keep(self, times: np.ndarray, ids: np.ndarray, served: list[float], epoch: float) -> None:
         """One batch: ``served`` holds, per request, the ``created_at`` of the entry a hit served
@@ -121,6 +134,14 @@ class _Recorder:
         _add(without, self.alt_waits)
         return Records(t, ids.astype(np.int64), code, latency * 1000, created, grace, without * 1000,
                        np.asarray(self.overdue), np.asarray(self.origin_calls), self.memory, setup, loop)
+
+    def semantic_matches(self, n: int) -> np.ndarray:
+        """Per request, the object a semantic hit served, else -1."""
+        matched = np.full(n, -1, np.int64)
+        if self.semantic:
+            index, objects = np.asarray(self.semantic, np.int64).T
+            matched[index] = objects
+        return matched
 
 
 def _add(latency: np.ndarray, waits: list[tuple[int, float]]) -> None:
@@ -154,6 +175,11 @@ class Engine:
         self.slots = [0.0] * concurrency if concurrency else None
         self.rec = _Recorder()
         self.allow_stale = any(self.cache.ttl.grace_seconds((v,)) > 0 for v in self.cache.policy.vendors)
+        self.matcher = system.semantic
+        self.asked: dict[int, tuple] = {}
+        """With a matcher, per object: ``(organization, query, cache type, prepared)`` (see :meth:`prepare`)."""
+        self.key_objects: dict[str, int] = {}
+        """With a matcher: the object of each key (what a semantic hit served)."""
 
     # -- running -------------------------------------------------------------------------
     def run(self) -> Records:
@@ -169,12 +195,17 @@ class Engine:
             gc.enable()
         loop = time.perf_counter() - started - setup
         draws = self.system.memory_latency.draws if self.system.memory_latency is not None else None
-        return self.rec.records(draws, setup, loop)
+        records = self.rec.records(draws, setup, loop)
+        if self.matcher is not None:
+            records.semantic = self.rec.semantic_matches(records.t.size)
+        return records
 
     def prepare(self) -> None:
         """Build, once per object the (sampled) run can ask for, its cache key and the entry
         the origin's answer makes (through the cache: :meth:`~wedcache.cache.TieredCache.make_entry`);
-        a fill stores that template renewed with the current time and TTL."""
+        a fill stores that template renewed with the current time and TTL. With a matcher, also
+        what it needs per object (:meth:`_prepare_semantic`)."""
+        asked = []
         for object_id in self.source.object_ids().tolist():
             org, query, context, size = self.source.describe(object_id)
             org_uuid, ctx = organization_uuid(org), parse_context(context)
@@ -186,6 +217,22 @@ class Engine:
                 template._size = size
             template.size  # noqa: B018  (measured once here; every renewed copy keeps it)
             self.keys[object_id], self.contexts[object_id], self.templates[object_id] = key, ctx, template
+            if self.matcher is not None:
+                asked.append((object_id, org_uuid, query, ctx, cache_type))
+        if asked:
+            self._prepare_semantic(asked)
+
+    def _prepare_semantic(self, asked: list[tuple]) -> None:
+        """Embed every object's question in one batch and read its entities, once: lookups
+        and stores then reuse them (:class:`~wedcache.semantic.matcher.Prepared`)."""
+        from wedcache.semantic.matcher import Prepared
+
+        matcher = self.matcher
+        vectors = matcher.embedder.embed([query for _, _, query, _, _ in asked])
+        for (object_id, org, query, ctx, cache_type), vector in zip(asked, vectors):
+            prepared = Prepared(vector, matcher.extractor.extract(query, ctx))
+            self.asked[object_id] = (org, query, cache_type, prepared)
+            self.key_objects[self.keys[object_id]] = object_id
 
     def _drive(self):
         """The hot loop: every line runs once per simulated request. A fresh memory hit is
@@ -291,7 +338,41 @@ class Engine:
             else:
                 compute(q, t, Fill(q, [(index, t)]))
             return outcome
-        return miss
+        return miss if self.matcher is None else self._semantic_misses(miss)
+
+    def _semantic_misses(self, miss: Callable[[int, float, int], int]) -> Callable[[int, float, int], float]:
+        """``miss`` preceded by a near-match lookup (with a matcher only).
+
+        A match whose entry some tier holds fresh is a hit: the handler returns minus its
+        ``created_at`` (the hot loop serves ``-miss(…)``, so the request is recorded as a hit
+        with that entry's age) and notes the matched object. A match whose entry is gone is
+        forgotten, as the cache does. Otherwise ``miss`` runs; an instant store is remembered
+        at once (a computation under way is remembered when it lands: :meth:`_store_answer`)."""
+        matcher, lookup, asked, key_objects = self.matcher, self.cache.lookup, self.asked, self.key_objects
+        matched, lower_hits, instant, remember = self.rec.semantic, self.rec.lower_hits, self.instant, self._remember
+
+        def semantic_miss(q: int, t: float, index: int) -> float:
+            org, query, cache_type, prepared = asked[q]
+            match = matcher.match(org, query, None, cache_type, prepared)
+            if match is not None:
+                found = lookup(match.key)
+                if found is not None:
+                    entry, tier = found
+                    matched.append((index, key_objects[match.key]))
+                    if tier != "memory":
+                        lower_hits.append((index, HIT_CODES[tier]))
+                    return -entry.created_at
+                matcher.forget(match.key)
+            outcome = miss(q, t, index)
+            if instant and outcome != COALESCED:
+                remember(q)
+            return outcome
+        return semantic_miss
+
+    def _remember(self, q: int) -> None:
+        """Index object ``q``'s stored entry (its vector, computed in :meth:`prepare`)."""
+        org, query, cache_type, prepared = self.asked[q]
+        self.matcher.remember(org, self.keys[q], query, None, cache_type, prepared)
 
     def _revalidate(self, q: int, t: float, index: int) -> None:
         """A stale answer was served: refresh it once in the background."""
@@ -344,6 +425,8 @@ class Engine:
         entry = self.templates[q].renewed(now, now + self.cache.entry_ttl(self.keys[q], self.contexts[q]))
         self.cache.store(entry)
         self.last_expiry[q] = entry.expires_at - self.clock.epoch
+        if self.matcher is not None:
+            self._remember(q)
 
 
 def hash_groups(object_ids: np.ndarray, groups: int = 10) -> np.ndarray:

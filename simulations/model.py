@@ -4,7 +4,10 @@ The cache is the real :class:`~wedcache.cache.TieredCache` on a :class:`~simulat
 the real memory tier (sized by the scenario and scaled by the sample rate, as SHARDS
 requires), then Redis and PostgreSQL — modeled tiers calibrated from measurements
 (``modeled``) or the real servers (``live``) — and a :class:`~wedcache.origin.SimulatedOrigin`.
-A :class:`~wedcache.scaling.SeasonalScalingAutomator` applies the seasonal plan.
+A :class:`~wedcache.scaling.SeasonalScalingAutomator` applies the seasonal plan. With
+``[cache] semantic`` a :class:`~wedcache.semantic.matcher.SemanticMatcher` is built as the
+service builds one (:func:`~wedcache.assembly.build_semantic`), without pgvector: its memory
+index stands for both vector stores, and the engine asks it after an exact miss.
 """
 from __future__ import annotations
 
@@ -13,10 +16,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, time, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wedcache.cache import TieredCache
 from wedcache.origin import SimulatedOrigin
-from wedcache.policy import Policy
+from wedcache.policy import Policy, merge, policy_to_dict
 from wedcache.scaling import SeasonalScalingAutomator
 from wedcache.tiers import Tier, tier_from_url
 from wedcache.tiers.memory import MiB, MemoryTier
@@ -26,6 +30,9 @@ from . import tiers as _modeled  # noqa: F401  (registers modeled://)
 from .clock import SimClock
 from .latency import Calibration, LatencyModel, load_calibration
 from .scenario import Scenario
+
+if TYPE_CHECKING:
+    from wedcache.semantic.matcher import SemanticMatcher
 
 log = logging.getLogger(__name__)
 BACKENDS = ("modeled", "live")
@@ -47,6 +54,8 @@ class System:
     """Computations the origin runs at once (``None``: unlimited)."""
     namespace: str = ""
     """Prefix of organization names; a live run isolates its entries with it."""
+    semantic: "SemanticMatcher | None" = None
+    """Near-match lookups after an exact miss (``[cache] semantic``); ``None``: exact keys only."""
 
     @property
     def live(self) -> bool:
@@ -86,7 +95,20 @@ def build_system(scenario: Scenario, policy: Policy, *, backends: str = "modeled
                                          enabled=scenario.cache.seasonal_scaling)
     memory_latency = None if backends == "live" else cal.model("memory", "get", seed)
     return System(cache, clock, memory, origin, automator, memory_latency, backends,
-                  scenario.origin.concurrency, namespace)
+                  scenario.origin.concurrency, namespace, semantic_matcher(scenario, policy))
+
+
+def semantic_matcher(scenario: Scenario, policy: Policy) -> "SemanticMatcher | None":
+    """The matcher of ``policy``'s ``[semantic]`` table, enabled, at the scenario's threshold
+    (when set), with no database (memory index only); ``None`` unless ``[cache] semantic``."""
+    if not scenario.cache.semantic:
+        return None
+    from wedcache.assembly import build_semantic
+
+    table = {"enabled": True}
+    if scenario.cache.semantic_threshold is not None:
+        table["threshold"] = scenario.cache.semantic_threshold
+    return build_semantic(Policy.model_validate(merge(policy_to_dict(policy), {"semantic": table})))
 
 
 def _calibration_path(scenario: Scenario, given: Path | None) -> Path | None:

@@ -46,7 +46,7 @@ def write_simulation_report(summary: dict, timeseries: pd.DataFrame, out_dir: Pa
     summary = summary or {}
     report = Report(f"Simulation: {summary.get('scenario') or 'unnamed'}", _subtitle(summary))
     for section in (_verdict, _headline, _failures, _checks, _p95_section, _swr_section,
-                    _breakdowns, _misses):
+                    _semantic_section, _breakdowns, _misses):
         section(report, summary)
     _charts(report, summary, _hourly(timeseries))
     return report.write(Path(out_dir))
@@ -242,6 +242,34 @@ def _swr_section(report: Report, summary: Mapping) -> None:
         ["of those, served with changed source data", fmt_percent(swr.get("grace_served_stale_fraction"))],
         ["p95 with stale-while-revalidate", fmt_ms(swr.get("p95_ms"))],
         ["p95 without (estimated)", fmt_ms(swr.get("p95_ms_without"))]])
+
+
+def _semantic_section(report: Report, summary: Mapping) -> None:
+    """Semantic matching against exact matching; only for runs with paraphrases or semantic on."""
+    sem = _map(summary, "semantic")
+    if not sem:
+        return
+    report.heading("Semantic matching")
+    variants = f"{fmt_number(sem.get('paraphrase_variants'))} paraphrases per query"
+    near = f"{fmt_percent(sem.get('near_miss_share'))} of requests near misses"
+    if not sem.get("enabled"):
+        report.paragraph(f"Exact keys only, on a workload with {variants} and {near}: each wording is its own key.")
+        return
+    gain = _number(sem.get("hit_rate_gain")) * 100
+    report.paragraph(f"With {variants} and {near}, semantic matching after an exact miss raised the hit rate "
+                     f"from {fmt_percent(sem.get('exact_hit_rate'))} (exact keys, the same requests) to "
+                     f"{fmt_percent(sem.get('hit_rate'))}, {gain:+.1f} points; "
+                     f"{fmt_percent(sem.get('false_hit_rate'), 2)} of semantic hits served another answer.")
+    report.table(["quantity", "value"], [
+        ["similarity threshold", fmt_number(sem.get("threshold"))],
+        ["hit rate, exact keys only", fmt_percent(sem.get("exact_hit_rate"))],
+        ["hit rate, with semantic matching", fmt_percent(sem.get("hit_rate"))],
+        ["requests answered by a near match", fmt_percent(sem.get("semantic_hit_rate"))],
+        ["false hits (another true answer)", f"{fmt_number(sem.get('false_hits'))} "
+                                             f"({fmt_percent(sem.get('false_hit_rate'), 2)} of semantic hits)"],
+        ["near-miss requests / served a neighbour's answer",
+         f"{fmt_number(sem.get('near_miss_requests'))} / {fmt_number(sem.get('near_misses_served'))}"],
+        ["origin calls saved", fmt_number(sem.get("origin_calls_saved"))]])
 
 
 def _group_row(name: str, group: Mapping, hit_targets: Mapping, ms_targets: Mapping) -> list:

@@ -100,6 +100,37 @@ def summarize(rec: Records, *, scenario: Any, policy: Policy, start: datetime, s
     return summary
 
 
+def semantic_summary(rec: Records, source: Any, *, scenario: Any, threshold: float | None,
+                     exact: dict[str, Any] | None) -> dict[str, Any]:
+    """Semantic matching against exact matching (``summary["semantic"]``).
+
+    ``exact`` is the summary of the same scenario run with exact keys only (same requests:
+    same seed), the baseline of ``hit_rate_gain`` (``hit_rate - exact_hit_rate``, as a
+    fraction: 0.12 is 12 points) and ``origin_calls_saved``; ``None`` when this run is that
+    one. A semantic hit is false when the entry it served has another ground-truth answer
+    (``source.answer_ids``) than the question asked: a near miss served its neighbour's answer."""
+    n, scale = int(rec.code.size), source.scale
+    matched = rec.semantic if rec.semantic is not None else np.full(n, -1, np.int64)
+    semantic = matched >= 0
+    truth = source.answer_ids
+    false = semantic & (truth[np.maximum(matched, 0)] != truth[rec.object_id])
+    variants = getattr(source, "variants", None)
+    near = variants.near_misses(rec.object_id) if variants is not None else np.zeros(n, bool)
+    hit_rate = float((rec.code <= 2).mean()) if n else 0.0
+    exact_hit_rate = exact["hit_rate"] if exact is not None else hit_rate
+    count = lambda mask: round(int(mask.sum()) * scale)  # noqa: E731
+    return {"enabled": rec.semantic is not None, "threshold": threshold,
+            "paraphrase_variants": scenario.queries.paraphrase_variants,
+            "near_miss_share": scenario.queries.near_miss_share,
+            "near_miss_requests": count(near),
+            "semantic_hits": count(semantic), "semantic_hit_rate": float(semantic.mean()) if n else 0.0,
+            "false_hits": count(false), "false_hit_rate": float(false.sum() / semantic.sum()) if semantic.any() else 0.0,
+            "near_misses_served": count(false & near),
+            "hit_rate": hit_rate, "exact_hit_rate": exact_hit_rate, "hit_rate_gain": hit_rate - exact_hit_rate,
+            "origin_calls_saved": (exact["origin_calls"] if exact is not None else 0)
+            - round(int(rec.origin_call_times.size) * scale)}
+
+
 def _swr(rec: Records) -> dict[str, Any]:
     served = rec.grace
     return {"grace_served": float(served.mean()) if served.size else 0.0,

@@ -5,9 +5,17 @@ Builds the request source (the workload model, or a trace), the system under tes
 ``summary.json``, ``timeseries.csv`` and the report (``report.html``, ``report.md``, PNGs)
 to the output folder. Same scenario and seed, same ``summary.json`` (apart from the
 wall-time fields), because every random stream is seeded from the scenario's seed.
+
+A scenario with ``[cache] semantic = true`` is run twice: first with exact keys only, then
+with semantic matching, on the same requests (same seed); ``summary["semantic"]`` compares
+them (:func:`~simulations.results.semantic_summary`). The counterfactual is a second run, not
+the exact hits of the semantic run, because every semantic hit also saves a store the exact
+cache would have hit later. Paraphrases without semantic matching get the block too (the
+exact baseline's own figures).
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +31,7 @@ from wedcache.reporting import write_json
 from .engine import Engine, Records
 from .model import System, build_system, start_of
 from .report import write_simulation_report
-from .results import summarize, timeseries
+from .results import semantic_summary, summarize, timeseries
 from .scenario import Scenario
 from .sources import TraceSource, WorkloadSource
 from .workload import Workload
@@ -72,6 +80,21 @@ def simulate(scenario: Scenario, out: Path | None = None, *, backends: str = "mo
         ``cache.jitter`` overrides apply on top either way."""
     started = time.perf_counter()
     policy = scenario.policy(policy)
+    exact = None
+    if scenario.cache.semantic:
+        exact_only = dataclasses.replace(scenario, cache=dataclasses.replace(scenario.cache, semantic=False))
+        exact = _run(exact_only, policy, backends, trace, calibration, None)[0]
+    summary, series, rec = _run(scenario, policy, backends, trace, calibration, progress, exact)
+    summary["wall_seconds"] = time.perf_counter() - started
+    files = write_results(summary, series, out) if out is not None else {}
+    return SimulationResult(summary, series, files, rec)
+
+
+def _run(scenario: Scenario, policy: Policy, backends: str, trace: Path | None, calibration: Path | None,
+         progress: Callable[[float, float], None] | None,
+         exact: dict[str, Any] | None = None) -> tuple[dict[str, Any], pd.DataFrame, Records]:
+    """One run of ``scenario``: its summary (with the ``semantic`` block when the scenario has
+    paraphrases or semantic matching; ``exact``: the exact-only run's summary), time series, records."""
     system = build_system(scenario, policy, backends=backends, calibration=calibration)
     source = None
     try:
@@ -82,12 +105,13 @@ def simulate(scenario: Scenario, out: Path | None = None, *, backends: str = "mo
         summary = summarize(rec, scenario=scenario, policy=policy, start=start, source=source,
                             origin=system.origin, backends=backends, wall_seconds=0.0)
         summary["scaling_events"] = [event.to_dict() for event in system.automator.events]
+        if scenario.cache.semantic or scenario.queries.paraphrase_variants or scenario.queries.near_miss_share:
+            threshold = system.semantic.settings.threshold if system.semantic is not None else None
+            summary["semantic"] = semantic_summary(rec, source, scenario=scenario, threshold=threshold, exact=exact)
         series = timeseries(rec, start, source.scale, system.origin.cost_per_call_usd)
     finally:
         _clean_up(system, source)
-    summary["wall_seconds"] = time.perf_counter() - started
-    files = write_results(summary, series, out) if out is not None else {}
-    return SimulationResult(summary, series, files, rec)
+    return summary, series, rec
 
 
 def write_results(summary: dict[str, Any], series: pd.DataFrame, out: Path) -> dict[str, Path]:

@@ -14,10 +14,13 @@ Every key has a default except ``[run] start_date`` and the duration (``days`` o
     sample_rate = 0.1        # SHARDS key sampling, in (0, 1]
 
     [traffic]                # base_qps, seasonal, weekly, daily, arrivals ("poisson" | "uniform")
-    [queries]                # distinct, zipf_alpha, organizations, [queries.market_mix], [queries.vendor_mix]
+    [queries]                # distinct, zipf_alpha, organizations, [queries.market_mix], [queries.vendor_mix],
+                             # paraphrase_variants (0-3), near_miss_share (in [0, 1))
     [cache]                  # memory_entries, memory_mb, eviction ("lru" | "tinylfu"), ttl_seconds,
                              # jitter, redis, postgres, stale_while_revalidate_seconds,
-                             # seasonal_scaling, calibration (a file, relative to the scenario)
+                             # seasonal_scaling, calibration (a file, relative to the scenario),
+                             # semantic (true: semantic matching after an exact miss),
+                             # semantic_threshold (default: the policy's [semantic] threshold)
     [origin]                 # latency_median_ms, latency_p95_ms, cost_per_call_usd, concurrency
     [data_changes]           # rate_per_hour (default: from the policy's vendor volatility)
     [sla]                    # overrides of the policy's [sla] table, same shape
@@ -50,6 +53,7 @@ from wedcache.errors import WedcacheError
 from wedcache.policy import MarketTier, Policy, VendorType, load_policy, merge, policy_to_dict
 
 from .profiles import DAY_SECONDS
+from .semantic_workload import MAX_PARAPHRASES
 from .workload import DEFAULT_MARKET_MIX, DEFAULT_VENDOR_MIX, WorkloadSpec
 
 SCENARIO_DIR = Path(__file__).with_name("scenarios")
@@ -103,6 +107,10 @@ class QueriesConfig:
     organizations: int
     market_mix: dict[str, float]
     vendor_mix: dict[str, float]
+    paraphrase_variants: int = 0
+    """Paraphrases per query, each its own cache key (:mod:`simulations.semantic_workload`)."""
+    near_miss_share: float = 0.0
+    """Share of requests that ask a near miss (another city or guest range: another answer)."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,17 @@ class CacheConfig:
     seasonal_scaling: bool = True
     calibration: str | None = None
     """A calibration file, relative to the scenario file (see :attr:`Scenario.calibration_path`)."""
+    semantic: bool = False
+    """Semantic matching after an exact miss (the memory vector index; the run is then
+    repeated with it off, to report the gain over exact matching)."""
+    semantic_threshold: float | None = None
+    """The lowest similarity that counts; ``None``: the policy's ``[semantic] threshold``."""
+
+
+OFF_BY_DEFAULT = {"queries": {"paraphrase_variants": 0, "near_miss_share": 0.0},
+                  "cache": {"semantic": False}}
+"""Keys :meth:`Scenario.to_dict` leaves out at these values, so the ``config`` of a run
+without paraphrases or semantic matching reads as it did before they existed."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +207,8 @@ class _Queries(_Strict):
     organizations: int = Field(_SPEC.organizations, ge=1)
     market_mix: dict[MarketTier, float] = Field(default_factory=lambda: dict(DEFAULT_MARKET_MIX), min_length=1)
     vendor_mix: dict[VendorType, float] = Field(default_factory=lambda: dict(DEFAULT_VENDOR_MIX), min_length=1)
+    paraphrase_variants: int = Field(0, ge=0, le=MAX_PARAPHRASES)
+    near_miss_share: float = Field(0.0, ge=0, lt=1)
 
     @field_validator("market_mix", "vendor_mix")
     @classmethod
@@ -210,6 +231,8 @@ class _Cache(_Strict):
     stale_while_revalidate_seconds: float | None = Field(None, ge=0)
     seasonal_scaling: bool = True
     calibration: str | None = Field(None, min_length=1)
+    semantic: bool = False
+    semantic_threshold: float | None = Field(None, gt=0, le=1)
 
 
 class _Origin(_Strict):
@@ -361,7 +384,8 @@ class Scenario:
             arrivals=traffic.arrivals, distinct=queries.distinct, zipf_alpha=queries.zipf_alpha,
             organizations=queries.organizations, market_mix=dict(queries.market_mix),
             vendor_mix=dict(queries.vendor_mix),
-            data_change_rate_per_hour=self.data_changes.rate_per_hour)
+            data_change_rate_per_hour=self.data_changes.rate_per_hour,
+            paraphrase_variants=queries.paraphrase_variants, near_miss_share=queries.near_miss_share)
 
     def policy(self, base: Policy | None = None) -> Policy:
         """``base`` (default: the policy ``AI_CACHE_POLICY_FILE`` names, else the shipped one, as
@@ -383,6 +407,10 @@ class Scenario:
         tables = {key: _plain(getattr(self, key))
                   for key in ("run", "traffic", "queries", "cache", "origin", "data_changes")}
         tables["run"]["start_date"] = self.run.start_date.isoformat()
+        for table, defaults in OFF_BY_DEFAULT.items():
+            for key, off in defaults.items():
+                if tables[table][key] == off:
+                    del tables[table][key]
         return {"name": self.name, "description": self.description, **tables,
                 "sla": copy.deepcopy(self.sla)}
 

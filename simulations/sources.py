@@ -33,15 +33,26 @@ def _recode(names: tuple[str, ...] | list[str], codes: np.ndarray, index: dict[s
 class WorkloadSource:
     """Requests of a :class:`~simulations.workload.Workload`, spatially sampled at ``sample_rate``.
 
+    With paraphrase or near-miss variants (:mod:`simulations.semantic_workload`) an object is
+    one variant of a query: object ``q * per_query + v``; :attr:`answer_ids` gives each
+    object's ground-truth answer. Queries, not variants, are sampled, so a sampled query
+    keeps all its variants. Without variants objects are the catalogue's query ids.
+
     :param namespace: prefix of organization names (a live run isolates itself with it).
     """
 
     def __init__(self, workload: Workload, sample_rate: float = 1.0, namespace: str = ""):
         self.workload, self.sample_rate, self.namespace = workload, sample_rate, namespace
-        catalogue = workload.catalogue
-        self.n_objects = catalogue.size
+        catalogue, variants = workload.catalogue, workload.variants
+        self.variants = variants if variants.enabled else None
+        per_query = variants.per_query
+        self.n_objects = catalogue.size * per_query
         self.vendor_codes = _recode(catalogue.vendor_names, catalogue.vendor_codes, VENDOR_INDEX)
         self.tier_codes = _recode(catalogue.tier_names, catalogue.tier_codes, TIER_INDEX)
+        self.answer_ids = variants.answer_ids(catalogue.size)
+        """Per object, the object whose answer is its true answer (itself without variants)."""
+        if self.variants is not None:
+            self.vendor_codes, self.tier_codes = np.repeat(self.vendor_codes, per_query), np.repeat(self.tier_codes, per_query)
         self.changes = workload.changes
         self.duration_seconds = workload.spec.duration_seconds
         self.subset = workload.sampled_subset(sample_rate)
@@ -50,12 +61,14 @@ class WorkloadSource:
 
     def object_ids(self) -> np.ndarray:
         """The ids the sampled run can ask for."""
-        return self.subset.ids
+        ids = self.subset.ids
+        return ids if self.variants is None else self.variants.object_ids(ids)
 
     def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        if self.sample_rate >= 1:
-            return self.workload.batches()
-        return self.workload.sampled_batches(self.sample_rate)
+        batches = self.workload.batches() if self.sample_rate >= 1 else self.workload.sampled_batches(self.sample_rate)
+        if self.variants is None:
+            return batches
+        return self.variants.apply(batches, self.workload.variants_rng)
 
     def organizations(self) -> set[str]:
         return {self.namespace + org_name(i) for i in range(self.workload.spec.organizations)}
@@ -63,8 +76,11 @@ class WorkloadSource:
     def describe(self, object_id: int) -> tuple[str, str, dict[str, Any], int | None]:
         """``(organization, query, weddingContext, size_bytes or None)`` of one object."""
         cat = self.workload.catalogue
-        org = self.namespace + org_name(int(cat.org_codes[object_id]))
-        return org, cat.query(object_id), cat.context(object_id), None
+        if self.variants is None:
+            query_id, query, context = object_id, cat.query(object_id), cat.context(object_id)
+        else:
+            query_id, query, context = self.variants.describe(cat, object_id)
+        return self.namespace + org_name(int(cat.org_codes[query_id])), query, context, None
 
 
 class TraceSource:
@@ -88,6 +104,8 @@ class TraceSource:
         self._kept = ids[sample_keys(ids, sample_rate)] if sample_rate < 1 else ids
         kept_requests = int(sample_keys(trace.ids, sample_rate).sum()) if sample_rate < 1 else len(trace)
         self.scale = len(trace) / kept_requests if kept_requests else 1.0
+        self.answer_ids = np.arange(self.n_objects)
+        """A trace's objects are distinct questions: each is its own true answer."""
 
     def object_ids(self) -> np.ndarray:
         return self._kept

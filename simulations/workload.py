@@ -35,6 +35,7 @@ from .profiles import (EPOCH_WEEKDAY, ARRIVAL_PROCESSES, DAY_SECONDS, PoissonArr
                        arrival_times, daily_multiplier, iter_arrival_chunks, rate_at, rate_series,
                        season_midpoint, season_midpoints, seasonal_multiplier, weekly_multiplier)
 from .sampling import sample_batches, sample_keys, splitmix64  # noqa: F401  (re-exported)
+from .semantic_workload import MAX_PARAPHRASES, Variants
 
 
 
@@ -124,6 +125,10 @@ class WorkloadSpec:
     vendor_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_VENDOR_MIX))
     data_change_rate_per_hour: float | None = None
     """Changes per hour per vendor type; ``None``: volatilityFactor / (baseTtl / 3600)."""
+    paraphrase_variants: int = 0
+    """Paraphrases per query (:mod:`simulations.semantic_workload`; the simulation's source draws them)."""
+    near_miss_share: float = 0.0
+    """Share of requests that ask a near miss of their query (another city or guest range)."""
 
     def __post_init__(self) -> None:
         _require(isinstance(self.start, datetime), "start", "must be a datetime")
@@ -143,6 +148,9 @@ class WorkloadSpec:
                  "must be an integer >= 1")
         rate = self.data_change_rate_per_hour
         _require(rate is None or rate >= 0, "data_change_rate_per_hour", "must be None or >= 0")
+        _require(_is_int(self.paraphrase_variants) and 0 <= self.paraphrase_variants <= MAX_PARAPHRASES,
+                 "paraphrase_variants", f"must be an integer between 0 and {MAX_PARAPHRASES}")
+        _require(0 <= self.near_miss_share < 1, "near_miss_share", "must be >= 0 and < 1")
 
     def at(self, seconds: float) -> datetime:
         """The calendar instant ``seconds`` after :attr:`start`."""
@@ -234,19 +242,33 @@ class Catalogue:
     def org_id(self, query_id: int) -> str:
         return org_name(int(self.org_codes[query_id]))
 
-    def query(self, query_id: int) -> str:
-        """The query text, from its vendor type's template."""
-        template = QUERY_TEMPLATES[self.vendor_type(query_id)][self.template_codes[query_id]]
-        return template.format(
-            style=STYLES[self.style_codes[query_id]], location=self.location(query_id),
-            guests=int(self.guest_counts[query_id]), budget=f"{self.budgets[query_id]:,.0f}",
-            month=self.wedding_dates[query_id].astype(datetime).strftime("%B"))
+    def template(self, query_id: int) -> str:
+        """The canonical template of the query (one of its vendor type's :data:`QUERY_TEMPLATES`)."""
+        return QUERY_TEMPLATES[self.vendor_type(query_id)][self.template_codes[query_id]]
 
-    def context(self, query_id: int) -> dict[str, Any]:
+    def slots(self, query_id: int, location: str | None = None, guests: int | None = None) -> dict[str, Any]:
+        """The values of the query's template slots (``location``/``guests``: replacements)."""
+        return {"style": STYLES[self.style_codes[query_id]], "location": location or self.location(query_id),
+                "guests": int(self.guest_counts[query_id]) if guests is None else guests,
+                "budget": f"{self.budgets[query_id]:,.0f}",
+                "month": self.wedding_dates[query_id].astype(datetime).strftime("%B")}
+
+    def query(self, query_id: int, location: str | None = None, guests: int | None = None) -> str:
+        """The query text, from its vendor type's template (with a replaced ``location`` or
+        ``guests``: a near miss, see :mod:`simulations.semantic_workload`)."""
+        return self.template(query_id).format(**self.slots(query_id, location, guests))
+
+    def context(self, query_id: int, location: str | None = None, guests: int | None = None) -> dict[str, Any]:
         """The query's ``weddingContext`` (camelCase, as the HTTP API takes it)."""
-        return {"weddingDate": str(self.wedding_dates[query_id]), "location": self.location(query_id),
+        return {"weddingDate": str(self.wedding_dates[query_id]), "location": location or self.location(query_id),
                 "vendorTypes": [self.vendor_type(query_id)],
-                "guestCount": int(self.guest_counts[query_id]), "budget": float(self.budgets[query_id])}
+                "guestCount": int(self.guest_counts[query_id]) if guests is None else guests,
+                "budget": float(self.budgets[query_id])}
+
+    def other_location(self, query_id: int) -> str:
+        """Another location of the query's market tier (the next one, cyclically)."""
+        places = LOCATIONS[self.market_tier(query_id)]
+        return places[(places.index(self.location(query_id)) + 1) % len(places)]
 
 
 class Subset:
@@ -287,12 +309,15 @@ def as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
 class Workload:
     """Requests in time order for ``spec`` under ``policy``.
 
-    The catalogue, the request stream and the data changes use independent child generators
-    (``rng.spawn``). Iterating again replays the same requests."""
+    The catalogue, the request stream, the data changes and the variant draws use independent
+    child generators (``rng.spawn``; the first three are those of a workload without variants).
+    Iterating again replays the same requests. :attr:`variants` are applied by the simulation's
+    source (:class:`~simulations.sources.WorkloadSource`); :meth:`batches` gives query ids."""
 
     def __init__(self, spec: WorkloadSpec, policy: Policy, rng: np.random.Generator | int | None = None):
-        catalogue_rng, self._stream, changes_rng = as_generator(rng).spawn(3)
+        catalogue_rng, self._stream, changes_rng, self.variants_rng = as_generator(rng).spawn(4)
         self.spec, self.policy = spec, policy
+        self.variants = Variants(spec.paraphrase_variants, spec.near_miss_share)
         self.catalogue = Catalogue(spec, catalogue_rng)
         self.changes = DataChanges(spec, policy, changes_rng)
 

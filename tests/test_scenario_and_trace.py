@@ -79,6 +79,12 @@ def test_defaults_fill_every_key_but_the_start_and_duration():
     ({"run": {"start_date": "June", "days": 1}}, "run.start_date", "expected a date"),
     (_minimal(run={"start_date": date(2026, 6, 6), "days": 1, "sample_rate": 1.5}), "run.sample_rate", "<= 1"),
     (_minimal(sla={"hit_rate": 1.5}), "sla.hit_rate", "<= 1"),
+    (_minimal(queries={"paraphrase_variants": 4}), "queries.paraphrase_variants", "<= 3"),
+    (_minimal(queries={"paraphrase_variants": 1.5}), "queries.paraphrase_variants", "expected an integer"),
+    (_minimal(queries={"near_miss_share": 1.0}), "queries.near_miss_share", "< 1"),
+    (_minimal(cache={"semantic": "yes"}), "cache.semantic", "expected true or false"),
+    (_minimal(cache={"semantic_threshold": 1.5}), "cache.semantic_threshold", "<= 1"),
+    (_minimal(cache={"semantc": True}), "cache.semantc", "unknown key"),
     (_minimal(sla={"response_time": {"end_to_end": {"msec": 150}}}), "sla.response_time.end_to_end.msec",
      "unknown key"),
 ])
@@ -132,6 +138,20 @@ def test_round_trip_keeps_optional_values_and_sla():
         cache={"ttl_seconds": 600, "jitter": 0.05, "stale_while_revalidate_seconds": 30, "calibration": "cal.json"},
         data_changes={"rate_per_hour": 0.5}, sla={"hit_rate": 0.8}), name="full")
     assert scenario_from_dict(scenario.to_dict()) == scenario
+
+
+def test_semantic_keys_round_trip_and_are_left_out_when_off():
+    """Paraphrases and semantic matching survive the round trip and reach the workload spec;
+    at their defaults (off) ``to_dict`` leaves them out, so older configs read the same."""
+    scenario = scenario_from_dict(_minimal(queries={"paraphrase_variants": 2, "near_miss_share": 0.05},
+                                           cache={"semantic": True, "semantic_threshold": 0.8}), name="sem")
+    assert scenario_from_dict(scenario.to_dict()) == scenario
+    spec = scenario.workload_spec()
+    assert (spec.paraphrase_variants, spec.near_miss_share) == (2, 0.05)
+    assert (scenario.cache.semantic, scenario.cache.semantic_threshold) == (True, 0.8)
+    off = scenario_from_dict(_minimal(), name="off").to_dict()
+    assert not {"paraphrase_variants", "near_miss_share"} & set(off["queries"])
+    assert not {"semantic", "semantic_threshold"} & set(off["cache"])
 
 
 def test_workload_spec_matches_the_scenario():

@@ -208,6 +208,7 @@ def test_sampled_batches_keep_every_request_of_a_kept_key(policy):
     ("duration_seconds", 0), ("base_qps", -1.0), ("arrivals", "bursty"), ("distinct", 0),
     ("zipf_alpha", -0.5), ("organizations", 2.5), ("market_mix", {"tier_9": 1.0}),
     ("vendor_mix", {"venue": -1.0}), ("data_change_rate_per_hour", -2.0),
+    ("paraphrase_variants", 4), ("paraphrase_variants", -1), ("near_miss_share", 1.0),
 ])
 def test_bad_spec_fields_are_named(field, value):
     """An invalid spec value raises ValueError naming the field."""
@@ -218,3 +219,34 @@ def test_bad_spec_fields_are_named(field, value):
 def test_naive_start_is_read_as_utc():
     """A naive start becomes the same wall time in UTC."""
     assert WorkloadSpec(start=datetime(2026, 5, 1)).start == datetime(2026, 5, 1, tzinfo=UTC)
+
+
+def test_paraphrases_keep_the_slots_and_near_misses_change_one(policy):
+    """Variant texts keep the canonical query's entities in other words; the near misses give
+    another city of the same market tier, or a guest count in another range."""
+    from simulations.semantic_workload import Variants
+    from simulations.workload import LOCATIONS
+
+    catalogue = Catalogue(WorkloadSpec(distinct=200), np.random.default_rng(4))
+    variants = Variants(3, 0.1)
+    for query in range(200):
+        base = query * variants.per_query
+        texts = [variants.describe(catalogue, base + v)[1] for v in range(variants.per_query)]
+        assert texts[0] == catalogue.query(query) and len(set(texts[:5])) == 5  # the guest count may be in the context only
+        assert all(check_query(t) for t in texts)
+        city = variants.describe(catalogue, base + 4)[2]["location"]
+        assert city != catalogue.location(query)
+        assert city in LOCATIONS[catalogue.market_tier(query)]
+        guests = variants.describe(catalogue, base + 5)[2]["guestCount"]
+        assert guests in (2 * catalogue.guest_counts[query], catalogue.guest_counts[query] // 2)
+
+
+def test_variant_draws_are_replayable_and_off_without_variants(policy):
+    spec = WorkloadSpec(duration_seconds=HOUR, base_qps=2.0, distinct=50, paraphrase_variants=2, near_miss_share=0.2)
+    workload = Workload(spec, policy, 3)
+    plain = Workload(WorkloadSpec(duration_seconds=HOUR, base_qps=2.0, distinct=50), policy, 3)
+    assert [list(ids) for _, ids in workload.batches()] == [list(ids) for _, ids in plain.batches()]
+    draw = lambda: np.concatenate([ids for _, ids in workload.variants.apply(workload.batches(), workload.variants_rng)])  # noqa: E731
+    first = draw()
+    assert (first == draw()).all() and (first // workload.variants.per_query < 50).all()
+    assert not plain.variants.enabled and plain.variants.per_query == 1

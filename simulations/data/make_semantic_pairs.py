@@ -1,6 +1,8 @@
 """Write ``semantic_pairs.csv``: labelled wedding question pairs for ``wedcache tune semantic``.
 
-Reproducible (templates + a seeded generator): ``python simulations/data/make_semantic_pairs.py``.
+Reproducible (templates + a seeded generator): ``python simulations/data/make_semantic_pairs.py``
+(with the project installed: the spellings of dates and amounts come from
+:mod:`simulations.semantic_workload`, which the simulation's paraphrases use too).
 
 Columns: ``kind``, ``label`` (``same`` or ``different``), ``query_a``, ``context_a``,
 ``query_b``, ``context_b`` (contexts as ``weddingContext`` JSON). Kinds:
@@ -21,6 +23,8 @@ import json
 import random
 from pathlib import Path
 
+from simulations.semantic_workload import budget_text, date_text  # shared with the simulation's paraphrases
+
 SEED = 20260606
 OUT = Path(__file__).with_name("semantic_pairs.csv")
 PARAPHRASES = 200
@@ -35,8 +39,6 @@ CITIES = {  # spellings of one place
     "Asheville": ["Asheville"], "San Diego": ["San Diego"], "Miami": ["Miami"], "Seattle": ["Seattle"],
 }
 DATES = [(2026, 6, 6), (2026, 6, 13), (2026, 9, 19), (2026, 10, 10), (2027, 5, 22), (2026, 12, 5)]
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
-          "October", "November", "December"]
 GUESTS = [30, 50, 80, 120, 150, 180, 220, 300]
 BUDGETS = [3000, 5000, 8000, 12000, 20000, 30000, 45000, 60000]
 VENDORS = {  # vendor type: (singular, plural)
@@ -88,17 +90,6 @@ POLAR = {
     "refund": (["is the venue deposit refundable in {city}?", "can we get a refund of our venue deposit in {city}?"],
                ["is the venue deposit non-refundable in {city}?", "is a {city} venue deposit usually nonrefundable?"]),
 }
-
-
-def date_text(rng: random.Random, y: int, m: int, d: int) -> str:
-    month = MONTHS[m - 1]
-    return rng.choice([f"{month} {d}", f"{d} {month}", f"{month} {d}{'th' if d not in (1, 2, 3, 21, 22, 23) else ''}",
-                       f"{month} {d}, {y}", f"{m}/{d}/{y}"])
-
-
-def budget_text(rng: random.Random, amount: int) -> str:
-    k = amount // 1000
-    return rng.choice([f"${amount:,}", f"${k}k", f"{k}k", f"${amount}", f"{k} grand"])
 
 
 class Slots:

@@ -67,6 +67,10 @@ def _print_summary(summary: dict) -> None:
             ("stale hits", f"{summary['stale_hit_fraction']:.1%}"),
             ("latency p50 / p95 / p99 ms", f"{latency['p50']:.2f} / {latency['p95']:.0f} / {latency['p99']:.0f}"),
             ("origin cost / saved", f"${summary['origin_cost_usd']:,.2f} / ${summary['cost_saved_usd']:,.2f}")]
+    semantic = summary.get("semantic") or {}
+    if semantic.get("enabled"):
+        rows.append(("hit rate exact / semantic / false hits",
+                     f"{semantic['exact_hit_rate']:.1%} / {semantic['hit_rate']:.1%} / {semantic['false_hit_rate']:.2%}"))
     for name, value in rows:
         table.add_row(name, value)
     failed = [c for c in summary["sla"]["checks"] if not c["passed"]]
