@@ -8,13 +8,9 @@ entry never answers a near match again; and with the shipped policy (off) nothin
 """
 from __future__ import annotations
 
-import os
-import secrets
-import subprocess
 import uuid
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
@@ -25,16 +21,13 @@ from wedcache.answering import WeddingAICacheService
 from wedcache.apikeys import ApiKeyStore
 from wedcache.assembly import build_cache
 from wedcache.config import load_settings
-from wedcache.metrics import MULTIPROC_DIR_ENV
 from wedcache.policy import load_policy
 from wedcache.semantic.pgvector import TABLE
 from wedcache.service import create_app
-from wedcache.services import free_port
-from waiting import wait_until
+from serving import serve_env, serving
 
 pytestmark = pytest.mark.integration
 
-WEDCACHE = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "wedcache"
 VENUES = {"vendorTypes": ["venue"]}
 QUESTION = "barn venues near Austin for 150 guests"
 PARAPHRASE = "rustic barn wedding venues around Austin, 150 people"
@@ -269,44 +262,18 @@ def test_wedcache_serve_with_two_workers_turns_it_on_from_the_policy_file(redis_
     metrics): whichever worker answers the paraphrase finds the vector (its memory index or
     pgvector), and the rejection counter adds up across workers on ``/api/metrics``."""
     _, secret = store.create(str(uuid.uuid4()), "premium", "member")
-    env = {k: v for k, v in os.environ.items() if k != MULTIPROC_DIR_ENV}
-    env.update({"AI_CACHE_REDIS_URL": redis_url, "AI_CACHE_DATABASE_URL": migrated_database_url,
-                "AI_CACHE_POLICY_FILE": str(semantic_policy_file(tmp_path)), "AI_CACHE_ORIGIN_LATENCY_MEDIAN_MS": "0",
-                "AI_CACHE_ORIGIN_LATENCY_P95_MS": "0", "AI_CACHE_MEMORY_SIZE_MB": "32",
-                "AI_CACHE_ENCRYPTION_KEY": secrets.token_urlsafe(32)})
-    port, log = free_port(), (tmp_path / "serve.log").open("w+")
-    server = subprocess.Popen([str(WEDCACHE), "serve", "--workers", "2", "--port", str(port), "--log-level", "warning"],
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
-    fresh = httpx.Limits(max_keepalive_connections=0)  # a new connection per request: either worker may answer
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", limits=fresh, timeout=10,
-                          headers={"Authorization": f"Bearer {secret}"}) as client:
-            wait_until(lambda: _answers(client), timeout=60)
+    env = serve_env(redis_url, migrated_database_url, AI_CACHE_POLICY_FILE=str(semantic_policy_file(tmp_path)))
+    with serving(env, tmp_path / "serve.log", headers={"Authorization": f"Bearer {secret}"}) as (client, _):
+        def post(query: str) -> str:
+            answered = client.post("/api/ai-cache/query", json={"query": query, "weddingContext": VENUES})
+            assert answered.status_code == 200, answered.text
+            return answered.headers["X-Cache"]
+        assert post(QUESTION) == "MISS"
+        assert [post(PARAPHRASE)[:len("HIT-semantic-")] for _ in range(4)] == ["HIT-semantic-"] * 4
+        misses = [post("barn venues near Dallas for 150 guests") for _ in range(3)]
+        assert misses[0] == "MISS"
+        body = client.get("/api/metrics").text
+    location = sum(s.value for family in text_string_to_metric_families(body) for s in family.samples
+                   if s.name == "ai_cache_semantic_rejections_total" and s.labels["reason"] == "location")
+    assert location >= 1
 
-            def post(query: str) -> str:
-                answered = client.post("/api/ai-cache/query", json={"query": query, "weddingContext": VENUES})
-                assert answered.status_code == 200, answered.text
-                return answered.headers["X-Cache"]
-            assert post(QUESTION) == "MISS"
-            assert [post(PARAPHRASE)[:len("HIT-semantic-")] for _ in range(4)] == ["HIT-semantic-"] * 4
-            misses = [post("barn venues near Dallas for 150 guests") for _ in range(3)]
-            assert misses[0] == "MISS"
-            body = client.get("/api/metrics").text
-        location = sum(s.value for family in text_string_to_metric_families(body) for s in family.samples
-                       if s.name == "ai_cache_semantic_rejections_total" and s.labels["reason"] == "location")
-        assert location >= 1
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=40)
-        finally:
-            server.kill()
-            log.close()
-    assert server.returncode == 0
-
-
-def _answers(client: httpx.Client) -> bool:
-    try:
-        return client.get("/healthz").status_code == 200
-    except httpx.HTTPError:
-        return False

@@ -10,12 +10,8 @@ batch test polls (bounded) for the background writer. The last test runs ``wedca
 """
 from __future__ import annotations
 
-import os
 import re
-import secrets
 import socket
-import subprocess
-import sys
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +19,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from serving import read_log, serve_env, serving
 from waiting import wait_until
 from fastapi.testclient import TestClient
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -34,7 +31,7 @@ from wedcache.clock import ManualClock
 from wedcache.config import load_settings
 from wedcache.context import parse_context
 from wedcache.keys import cache_key, organization_uuid
-from wedcache.metrics import MULTIPROC_DIR_ENV, MetricsBuffer
+from wedcache.metrics import MetricsBuffer
 from wedcache.service import create_app
 from wedcache.service.state import ServiceState
 
@@ -44,7 +41,6 @@ START = datetime(2033, 7, 9, 12, tzinfo=timezone.utc)
 NYC = {"location": "New York, NY", "vendorTypes": ["venue"]}
 CHICAGO = {"location": "Chicago, IL", "vendorTypes": ["photographer"]}
 REGIONAL = {"location": "Boise, ID"}
-WEDCACHE = Path(sys.executable).with_name("wedcache")
 
 
 @pytest.fixture(scope="module")
@@ -299,60 +295,25 @@ def test_a_down_metrics_database_never_fails_a_request(app, store):
 
 
 # -- two workers -------------------------------------------------------------------------------
-def serve_env(redis_url: str, database_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != MULTIPROC_DIR_ENV}
-    return {**env, "AI_CACHE_REDIS_URL": redis_url, "AI_CACHE_DATABASE_URL": database_url,
-            "AI_CACHE_ORIGIN_LATENCY_MEDIAN_MS": "0", "AI_CACHE_ORIGIN_LATENCY_P95_MS": "0",
-            "AI_CACHE_MEMORY_SIZE_MB": "32", "AI_CACHE_ENCRYPTION_KEY": secrets.token_urlsafe(32)}
-
-
 def requests_total(body: str) -> float:
     return sum(value for (name, _), value in samples(body).items() if name == "ai_cache_requests_total")
 
 
 def test_two_workers_add_up_in_one_exposition(redis_url, migrated_database_url, store, tmp_path):
     org, headers = new_key(store)
-    port, log = unused_port(), (tmp_path / "serve.log").open("w+")
-    server = subprocess.Popen([str(WEDCACHE), "serve", "--workers", "2", "--port", str(port), "--log-level",
-                               "warning"], env=serve_env(redis_url, migrated_database_url), stdout=log,
-                              stderr=subprocess.STDOUT)
-    fresh = httpx.Limits(max_keepalive_connections=0)  # a new connection per request: either worker may answer
-    directory = None
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", limits=fresh, timeout=10) as client:
-            wait_until(lambda: _answers(client), timeout=60)
-            directory = Path(re.search(r"prometheus multiprocess directory: (\S+)", _read(log)).group(1))
-            sent = 0
-            while sent < 20 or len(list(directory.glob("counter_*.db"))) < 2:  # until both workers counted
-                assert sent < 400, "one worker answered every request"
-                answered = client.post("/api/ai-cache/query", headers=headers, json={"query": f"bands {sent % 5}"})
-                assert answered.status_code == 200, answered.text
-                sent += 1
-            scrapes = [client.get("/api/metrics").text for _ in range(6)]
-        assert [requests_total(body) for body in scrapes] == [float(sent)] * 6
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=40)
-        finally:
-            server.kill()
-            log.close()
-    assert server.returncode == 0
+    log_path = tmp_path / "serve.log"
+    with serving(serve_env(redis_url, migrated_database_url), log_path) as (client, _):
+        directory = Path(re.search(r"prometheus multiprocess directory: (\S+)", read_log(log_path)).group(1))
+        sent = 0
+        while sent < 20 or len(list(directory.glob("counter_*.db"))) < 2:  # until both workers counted
+            assert sent < 400, "one worker answered every request"
+            answered = client.post("/api/ai-cache/query", headers=headers, json={"query": f"bands {sent % 5}"})
+            assert answered.status_code == 200, answered.text
+            sent += 1
+        scrapes = [client.get("/api/metrics").text for _ in range(6)]
+    assert [requests_total(body) for body in scrapes] == [float(sent)] * 6
     assert not directory.exists()
     assert len(stored_rows(migrated_database_url, org)) == sent  # both workers' rows, flushed by shutdown at the latest
-
-
-def _answers(client: httpx.Client) -> bool:
-    try:
-        return client.get("/healthz").status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-def _read(log) -> str:
-    log.flush()
-    log.seek(0)
-    return log.read()
 
 
 def test_an_applied_scaling_plan_is_counted_by_season(app, store):
