@@ -111,10 +111,11 @@ class _Recorder:
         self.semantic: list[tuple[int, int]] = []
         """``(request index, matched object)`` of semantic hits."""
 
-    def keep(self, times: np.ndarray, ids: np.ndarray, served: list[float], epoch: float) -> None:
+    def keep(self, times: np.ndarray, ids: np.ndarray, served: array, epoch: float) -> None:
         """One batch: ``served`` holds, per request, the ``created_at`` of the entry a hit served
-        or minus the outcome code of a miss (one list append per request: the hot loop)."""
-        served = np.asarray(served, np.float64)
+        or minus the outcome code of a miss (one append of an unboxed double per request: the hot
+        loop; numpy reads the buffer as it is)."""
+        served = np.frombuffer(served, np.float64) if len(served) else np.empty(0)
         missed = served < 0
         code = np.where(missed, -served, HIT_CODES["memory"]).astype(np.int8)
         self.parts.append((times, ids, code, np.where(missed, nan, served - epoch)))
@@ -246,7 +247,7 @@ class Engine:
         debts, lower_hits, base = rec.debts, rec.lower_hits, 0
         due = self.due = env.peek()
         for times, ids in self.source.batches():
-            served, slow = [], 0  # see _Recorder.keep; slow: requests that were not inline hits
+            served, slow = array("d"), 0  # see _Recorder.keep; slow: requests that were not inline hits
             serve = served.append
             for t, q in zip(times.tolist(), ids.tolist()):
                 if t >= due:
