@@ -315,6 +315,7 @@ def _let_user_run_postgres(user: str, home: Path) -> None:
 
     ensure_user_exists(user)
     ensure_prefix_permissions(home)
+    ensure_prefix_permissions(bin_dir)  # the binaries' folders too: home need not lie under them (a drill's temp dir)
     ensure_folder_permissions(bin_dir, stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH)
     ensure_folder_permissions(bin_dir.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
     entry = pwd.getpwnam(user)
