@@ -123,7 +123,7 @@ class TieredCache:
     :param ttl: the TTL strategy (default: :class:`VendorCacheOptimizer` over ``policy``).
     :param locks: cross-process single-flight locks (default: none, in-process only).
     :param breaker_failures: consecutive errors that open a tier's breaker.
-    :param breaker_reset_seconds: first cool-down before a half-open probe.
+    :param breaker_reset_seconds: the cool-down before each half-open probe.
     :param lock_wait_seconds: how long a process waits for a peer's computation.
     :param background: runs stale-while-revalidate refreshes (default: a small thread pool;
         the simulation passes one that schedules them in simulated time).
@@ -150,7 +150,10 @@ class TieredCache:
         self.locks = locks
         self.events = CacheEvents()
         self.lock_wait_seconds, self.lock_poll_seconds = lock_wait_seconds, lock_poll_seconds
-        backoff = Backoff(base=breaker_reset_seconds, cap=max(60.0, breaker_reset_seconds))
+        # A down tier is probed with one request every cool-down, never less often: a longer cool-down
+        # after failed probes would keep a restarted Redis or PostgreSQL unused for up to a minute (the
+        # fault drills hold the service to 10 s), and one probe per cool-down per process costs nothing.
+        backoff = Backoff(base=breaker_reset_seconds, cap=breaker_reset_seconds)
         self.breakers = {t.name: CircuitBreaker(t.name, self.clock, breaker_failures, backoff, self._breaker_changed)
                          for t in self.tiers if t.name != "memory"}
         if locks is not None:  # the locks' own: a slow tier read must not turn fleet-wide single flight off
