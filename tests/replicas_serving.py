@@ -1,26 +1,22 @@
 """Two real ``wedcache serve`` replicas on one Redis and PostgreSQL, and how tests talk to them.
 
-:func:`two_replicas` starts both processes at once (one worker each, so each replica is one
-memory tier) with :func:`wedcache.service_bench.server_env`'s instant origin, and stops them
-afterwards. :class:`Replica` is one of them behind a keep-alive HTTP client, so a tight poll
+:func:`two_replicas` is a :func:`wedcache.fleet.fleet` of two without a balancer (one worker
+each, so each replica is one memory tier, with :func:`wedcache.service_bench.server_env`'s
+instant origin), stopped afterwards. :class:`Replica` is one of them behind a keep-alive HTTP client, so a tight poll
 costs one loopback round trip.
 """
 from __future__ import annotations
 
-import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator, NamedTuple
 
 import httpx
 
-from wedcache.metrics import MULTIPROC_DIR_ENV
-from wedcache.service_bench import QUERY_PATH, Server, server_env
-from wedcache.services import free_port
+from wedcache.fleet import fleet
+from wedcache.service_bench import QUERY_PATH, Server
 
-SERVE_ARGV = [sys.executable, "-m", "wedcache", "serve"]
 INVALIDATE_PATH = "/api/ai-cache/invalidate"
 SCALING_PATH = "/api/ai-cache/seasonal-scaling"
 
@@ -77,16 +73,8 @@ class Replica:
 def two_replicas(redis_url: str, database_url: str, secret: str) -> Iterator[tuple[Replica, Replica]]:
     """Replicas A and B serving until the block ends (always stopped; their logs are in the error
     when one does not start)."""
-    env = server_env(redis_url, database_url)
-    env.pop(MULTIPROC_DIR_ENV, None)
-    servers = [Server(f"replica-{name}", SERVE_ARGV, free_port(), "/healthz") for name in "ab"]
-    with ExitStack() as stack:
-        for server in servers:
-            stack.callback(server.stop)
-        with ThreadPoolExecutor(2) as pool:
-            list(pool.map(lambda server: server.start(1, env), servers))
-        replicas = []
-        for server in servers:
-            http = stack.enter_context(httpx.Client(base_url=server.url, headers={"X-API-Key": secret}, timeout=10.0))
-            replicas.append(Replica(server, http))
+    with fleet(redis_url, database_url, replicas=2, balancer=False) as running, ExitStack() as stack:
+        replicas = [Replica(server, stack.enter_context(httpx.Client(base_url=server.url, headers={"X-API-Key": secret},
+                                                                    timeout=10.0)))
+                    for server in running.servers]
         yield replicas[0], replicas[1]

@@ -6,7 +6,6 @@ a server that does not exit cleanly fails the test.
 """
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from typing import IO, Iterator, NamedTuple
 import httpx
 from waiting import wait_until
 
-from wedcache.metrics import MULTIPROC_DIR_ENV
+from wedcache.service_bench import server_env
 from wedcache.services import free_port
 
 WEDCACHE = Path(sys.executable).with_name("wedcache")
@@ -30,12 +29,10 @@ class Served(NamedTuple):
 
 
 def serve_env(redis_url: str, database_url: str, **extra: str) -> dict[str, str]:
-    """This environment (without a multiprocess folder: ``serve`` makes its own) for an instant
-    origin on the given servers, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if k != MULTIPROC_DIR_ENV}
-    return {**env, "AI_CACHE_REDIS_URL": redis_url, "AI_CACHE_DATABASE_URL": database_url,
-            "AI_CACHE_ORIGIN_LATENCY_MEDIAN_MS": "0", "AI_CACHE_ORIGIN_LATENCY_P95_MS": "0",
-            "AI_CACHE_MEMORY_SIZE_MB": "32", "AI_CACHE_ENCRYPTION_KEY": secrets.token_urlsafe(32), **extra}
+    """:func:`~wedcache.service_bench.server_env` (the given servers, an instant origin) with a
+    small memory tier and an encryption key of the test's own, plus ``extra``."""
+    return {**server_env(redis_url, database_url), "AI_CACHE_MEMORY_SIZE_MB": "32",
+            "AI_CACHE_ENCRYPTION_KEY": secrets.token_urlsafe(32), **extra}
 
 
 @contextmanager

@@ -12,22 +12,23 @@ from __future__ import annotations
 
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from .balancer import Balancer
-from .gate.run import SERVE_ARGV
-from .service_bench import Server, server_env
+from .service_bench import SERVE_ARGV, Server, server_env
 
 HEALTH_PATH = "/healthz"
 
 
 class Fleet:
-    """``replicas`` servers of one environment and, optionally, their balancer."""
+    """``replicas`` servers of one environment and, optionally, their balancer.
+
+    :param serve_argv: the command each replica runs (default ``wedcache serve``)."""
 
     def __init__(self, redis_url: str, database_url: str, replicas: int = 2, workers: int = 1,
-                 env: dict[str, str] | None = None, balancer: bool = True):
-        from .metrics import MULTIPROC_DIR_ENV
+                 env: dict[str, str] | None = None, balancer: bool = True, serve_argv: Sequence[str] = SERVE_ARGV):
         from .services import free_port
 
         if replicas < 1:
@@ -36,8 +37,7 @@ class Fleet:
             raise ValueError(f"workers: at least 1, got {workers}")
         self.workers = workers
         self.env = {**server_env(redis_url, database_url), **(env or {})}
-        self.env.pop(MULTIPROC_DIR_ENV, None)  # each replica's `serve` makes its own for several workers
-        self.servers = [Server(f"replica {i}", list(SERVE_ARGV), free_port(), HEALTH_PATH) for i in range(replicas)]
+        self.servers = [Server(f"replica {i}", list(serve_argv), free_port(), HEALTH_PATH) for i in range(replicas)]
         self.balancer = Balancer([s.port for s in self.servers]) if balancer else None
 
     @property
@@ -55,10 +55,10 @@ class Fleet:
         return [server.process.pid for server in self.servers if server.process is not None]
 
     def start(self) -> "Fleet":
-        """Start every replica (each waits until it answers), then the balancer."""
+        """Start every replica at once (each waits until it answers), then the balancer."""
         try:
-            for server in self.servers:
-                server.start(self.workers, self.env)
+            with ThreadPoolExecutor(len(self.servers)) as pool:
+                list(pool.map(lambda server: server.start(self.workers, self.env), self.servers))
             if self.balancer is not None:
                 self.balancer.start()
         except BaseException:
@@ -107,9 +107,10 @@ class Fleet:
 
 @contextmanager
 def fleet(redis_url: str, database_url: str, replicas: int = 2, workers: int = 1,
-          env: dict[str, str] | None = None, balancer: bool = True) -> Iterator[Fleet]:
+          env: dict[str, str] | None = None, balancer: bool = True,
+          serve_argv: Sequence[str] = SERVE_ARGV) -> Iterator[Fleet]:
     """A started :class:`Fleet`, always stopped afterwards."""
-    running = Fleet(redis_url, database_url, replicas, workers, env, balancer).start()
+    running = Fleet(redis_url, database_url, replicas, workers, env, balancer, serve_argv).start()
     try:
         yield running
     finally:

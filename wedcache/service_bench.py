@@ -43,6 +43,8 @@ LOCUSTFILE = Path(__file__).resolve().parent.parent / "loadtests" / "bench_locus
 HOST = "127.0.0.1"
 START_SECONDS = 60.0
 STOP_SECONDS = 15.0
+SERVE_ARGV = (sys.executable, "-m", "wedcache", "serve")
+"""``wedcache serve`` from this interpreter (a :class:`Server`'s ``argv``)."""
 
 
 # --- servers -------------------------------------------------------------------------------
@@ -204,11 +206,15 @@ def locust_round(url: str, secret: str, users: int, seconds: int) -> Round:
 # --- the benchmark -------------------------------------------------------------------------
 
 def server_env(redis_url: str, database_url: str) -> dict[str, str]:
-    """The service's environment: the given servers, an instant simulated origin."""
+    """The service's environment: the given servers, an instant simulated origin, and no
+    inherited Prometheus multiprocess folder (``serve`` makes its own for several workers)."""
+    from .metrics import MULTIPROC_DIR_ENV
     from .services import DATABASE_ENV, REDIS_ENV
 
-    return {**os.environ, REDIS_ENV: redis_url, DATABASE_ENV: database_url, "PYTHONUNBUFFERED": "1",
-            "AI_CACHE_ORIGIN_LATENCY_MEDIAN_MS": "0", "AI_CACHE_ORIGIN_LATENCY_P95_MS": "0"}
+    env = {**os.environ, REDIS_ENV: redis_url, DATABASE_ENV: database_url, "PYTHONUNBUFFERED": "1",
+           "AI_CACHE_ORIGIN_LATENCY_MEDIAN_MS": "0", "AI_CACHE_ORIGIN_LATENCY_P95_MS": "0"}
+    env.pop(MULTIPROC_DIR_ENV, None)
+    return env
 
 
 def run_service_bench(redis_url: str, database_url: str, *, workers: int = 2, users: int = 32, seconds: int = 10,
@@ -219,7 +225,7 @@ def run_service_bench(redis_url: str, database_url: str, *, workers: int = 2, us
 
     key, secret = bench_key(database_url)
     env = server_env(redis_url, database_url)
-    service = Server("service", [sys.executable, "-m", "wedcache", "serve"], free_port(), "/healthz")
+    service = Server("service", list(SERVE_ARGV), free_port(), "/healthz")
     bare = Server("bare", [sys.executable, "-m", "wedcache.service.server", "loadtests.bare_app:create_app"],
                   free_port(), QUERY_PATH)
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="wedcache-bare-") as scratch:

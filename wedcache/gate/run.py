@@ -1,8 +1,8 @@
 """``wedcache gate run``: one bounded load test of the real service, evaluated against thresholds.
 
-:func:`run_gate` reuses :mod:`wedcache.service_bench`'s :class:`~wedcache.service_bench.Server`,
-:func:`~wedcache.service_bench.serving` and :func:`~wedcache.service_bench.bench_key`: the
-service runs as ``python -m wedcache serve`` in its own process group on a free loopback port
+:func:`run_gate` serves through :func:`~wedcache.fleet.fleet` (one replica without a balancer,
+or several behind one) and makes its key with :func:`~wedcache.service_bench.bench_key`: each
+replica runs as ``python -m wedcache serve`` in its own process group on a free loopback port
 and is always stopped. The cache is warmed with the locustfile's own workload generator
 (:class:`loadtests.locustfile.Traffic`, same ``--distinct`` and seed), then headless Locust runs
 ``loadtests/locustfile.py`` for ``duration_s`` with ``--csv``. ``/api/metrics`` is scraped
@@ -23,7 +23,7 @@ checks, so :func:`run_gate` is a session with one measurement and
 several replicas the session serves a :func:`~wedcache.fleet.fleet` (shared Redis and
 PostgreSQL, each replica with the profile's workers), Locust's host is its loopback
 balancer and each replica is warmed on its own; a session over one server is the same
-:class:`Session` over a :class:`OneServer` (a :class:`Target` either way). Every replica's ``/api/metrics`` is scraped and the deltas
+:class:`Session` over a fleet of one. Every replica's ``/api/metrics`` is scraped and the deltas
 summed (:func:`~wedcache.gate.measure.merge_buckets`), the CPU is summed over the replicas'
 process trees, and the statistics come from the first replica (the database is shared).
 With ``locust_workers`` N, Locust runs as one ``--master --headless --expect-workers N`` and N
@@ -43,20 +43,20 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 import httpx
 
-from ..service_bench import Server, bench_key, serving
-from .checks import Check, evaluate, histogram_quantile, policy_thresholds
+from ..fleet import Fleet, fleet
+from ..service_bench import SERVE_ARGV, bench_key
+from .checks import Check, Checked, evaluate, histogram_quantile, policy_thresholds
 from .errors import GateError
 from .measure import (WORKERS_CSV_SUFFIX, Buckets, LocustStats, answered, bucket_delta, merge_buckets,
                       read_locust_stats, read_worker_requests, tier_buckets)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = REPO_ROOT / "loadtests" / "locustfile.py"
-SERVE_ARGV = (sys.executable, "-m", "wedcache", "serve")
 THROUGHPUT_SHARE = 0.95
 """The ``throughput`` check's target is this share of the requested rate (ramp-up and pacing
 jitter keep a run just under it)."""
@@ -100,7 +100,7 @@ PROFILES = {
 
 
 @dataclass
-class GateResult:
+class GateResult(Checked):
     profile: Profile
     stats: LocustStats
     tier_ms: dict[str, float | None]
@@ -118,13 +118,6 @@ class GateResult:
         if self.server_cpu_seconds is None or not self.stats.requests:
             return None
         return self.server_cpu_seconds * 1000 / self.stats.requests
-
-    @property
-    def passed(self) -> bool:
-        return all(check.passed for check in self.checks)
-
-    def failed(self) -> list[Check]:
-        return [check for check in self.checks if not check.passed]
 
     def as_json(self) -> dict[str, Any]:
         p = self.profile
@@ -154,16 +147,6 @@ def origin_env(profile: Profile) -> dict[str, str]:
             "AI_CACHE_ORIGIN_LATENCY_P95_MS": str(profile.origin_ms[1])}
 
 
-def server_env(profile: Profile, redis_url: str, database_url: str) -> dict[str, str]:
-    from ..metrics import MULTIPROC_DIR_ENV
-    from ..services import DATABASE_ENV, REDIS_ENV
-
-    env = {**os.environ, REDIS_ENV: redis_url, DATABASE_ENV: database_url, "PYTHONUNBUFFERED": "1",
-           **origin_env(profile)}
-    env.pop(MULTIPROC_DIR_ENV, None)  # `serve` makes its own for several workers
-    return env
-
-
 def with_rate_check(thresholds: dict[str, float], profile: Profile) -> dict[str, float]:
     """``thresholds`` plus ``throughput >= THROUGHPUT_SHARE * rate`` when the profile asks for a rate
     (a ``throughput`` the caller set wins)."""
@@ -172,46 +155,11 @@ def with_rate_check(thresholds: dict[str, float], profile: Profile) -> dict[str,
     return {"throughput": round(THROUGHPUT_SHARE * profile.rate, 3), **thresholds}
 
 
-class Target(Protocol):
-    """What a session loads and measures: :class:`OneServer` or a :class:`~wedcache.fleet.Fleet`."""
-
-    @property
-    def url(self) -> str:
-        """Locust's host (a fleet's balancer)."""
-
-    @property
-    def replica_urls(self) -> list[str]:
-        """Each replica's own URL (scraped one by one)."""
-
-    @property
-    def pids(self) -> list[int]:
-        """Each replica's ``serve`` process (its workers are its children)."""
-
-
-@dataclass
-class OneServer:
-    """One served :class:`~wedcache.service_bench.Server` as a :class:`Target`."""
-
-    server: Server
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def replica_urls(self) -> list[str]:
-        return [self.server.url]
-
-    @property
-    def pids(self) -> list[int]:
-        return [self.server.process.pid]
-
-
 @dataclass
 class Session:
     """A served, warmed service (one server or a fleet) that Locust runs are measured against."""
 
-    target: Target
+    target: Fleet
     secret: str
 
     def measure(self, profile: Profile, thresholds: dict[str, float]) -> GateResult:
@@ -235,19 +183,11 @@ class Session:
 
 
 @contextmanager
-def served(redis_url: str, database_url: str, profile: Profile, serve_argv: tuple[str, ...]) -> Iterator[Target]:
-    """``profile.replicas`` replicas: a fleet behind its balancer, or (one replica) one server."""
-    if profile.replicas > 1:
-        from ..fleet import fleet  # imports this module: not at the top
-
-        with fleet(redis_url, database_url, profile.replicas, profile.workers, origin_env(profile)) as running:
-            yield running
-        return
-    from ..services import free_port
-
-    server = Server("service", list(serve_argv), free_port(), "/healthz")
-    with serving(server, profile.workers, server_env(profile, redis_url, database_url)):
-        yield OneServer(server)
+def served(redis_url: str, database_url: str, profile: Profile, serve_argv: tuple[str, ...]) -> Iterator[Fleet]:
+    """``profile.replicas`` replicas; above one, behind the fleet's balancer."""
+    with fleet(redis_url, database_url, profile.replicas, profile.workers, origin_env(profile),
+               balancer=profile.replicas > 1, serve_argv=serve_argv) as running:
+        yield running
 
 
 @contextmanager
