@@ -30,6 +30,16 @@ pytestmark = pytest.mark.integration
 CTX = {"weddingDate": "2026-06-06", "location": "NYC", "vendorTypes": ["florist"], "weddingId": "w-1"}
 
 
+def publish(redis_url: str, channel: str, *messages: bytes | str) -> None:
+    """Send ``messages`` on ``channel`` as another replica (or an older one) would."""
+    client = redis_py.Redis.from_url(redis_url)
+    try:
+        for message in messages:
+            client.publish(channel, message)
+    finally:
+        client.close()
+
+
 MiB = 1024 * 1024
 
 
@@ -76,14 +86,8 @@ def test_a_replica_whose_subscription_broke_drops_its_memory_on_reconnect(replic
 def test_a_malformed_message_is_skipped_and_the_next_one_applied(replicas, redis_url, org_id):
     (a, _, _), (b, memory_b, bus_b) = replicas
     b.set(org_id, "peony florists", CTX, "answer")
-    client = redis_py.Redis.from_url(redis_url)
-    try:
-        client.publish(bus_b.channel, b"not json")
-        client.publish(bus_b.channel, b'{"from": "x", "selector": {"nope": 1}}')
-        client.publish(bus_b.channel, b'{"kind": "overwrite", "from": "x", "key": 7}')
-        client.publish(bus_b.channel, b'{"kind": "nonsense", "from": "x"}')
-    finally:
-        client.close()
+    publish(redis_url, bus_b.channel, b"not json", b'{"from": "x", "selector": {"nope": 1}}',
+            b'{"kind": "overwrite", "from": "x", "key": 7}', b'{"kind": "nonsense", "from": "x"}')
     a.invalidate(org_id=org_id)
     assert eventually(lambda: bus_b.applied["invalidate"] == 1 and memory_b.stats()["entries"] == 0)
     assert sum(bus_b.applied.values()) == 1
@@ -93,11 +97,7 @@ def test_a_message_without_kind_is_an_invalidation(replicas, redis_url, org_id):
     """What replicas sent before messages had kinds still applies (a rolling upgrade)."""
     (_, _, _), (b, memory_b, bus_b) = replicas
     b.set(org_id, "peony florists", CTX, "answer")
-    client = redis_py.Redis.from_url(redis_url)
-    try:
-        client.publish(bus_b.channel, f'{{"from": "old", "selector": {{"org_id": "{org_id}"}}}}')
-    finally:
-        client.close()
+    publish(redis_url, bus_b.channel, f'{{"from": "old", "selector": {{"org_id": "{org_id}"}}}}')
     assert eventually(lambda: bus_b.applied["invalidate"] == 1 and memory_b.stats()["entries"] == 0)
 
 
@@ -131,13 +131,10 @@ def test_a_scaling_change_on_one_replica_is_applied_once_by_the_other(redis_url,
             assert bus.wait_subscribed()
             made.append((cache, memory, control, bus))
         (a, _, control_a, bus_a), (b, memory_b, control_b, bus_b) = made
-        client = redis_py.Redis.from_url(redis_url)
-        try:  # no plan without every field, none for an unknown season
-            client.publish(channel, b'{"kind": "scaling", "from": "x", "season": "summer"}')
-            client.publish(channel, b'{"kind": "scaling", "from": "x", "season": "monsoon", "traffic_multiplier": 1, '
-                                    b'"cache_size_multiplier": 1, "apply": true}')
-        finally:
-            client.close()
+        # no plan without every field, none for an unknown season
+        publish(redis_url, channel, b'{"kind": "scaling", "from": "x", "season": "summer"}',
+                b'{"kind": "scaling", "from": "x", "season": "monsoon", "traffic_multiplier": 1, '
+                b'"cache_size_multiplier": 1, "apply": true}')
         control_a.configure("summer", 2.0, 1.5, 1.0)
         assert eventually(lambda: bus_b.applied["scaling"] == 1)
         assert control_b.policy.seasons["summer"].cache_size_multiplier == 1.5 and not control_b.automator.events

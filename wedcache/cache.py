@@ -522,7 +522,7 @@ class TieredCache:
 
         With semantic matching on for ``cache_type``, a near match answers first (no lock
         needed), and the stored entry's vector is remembered with what that lookup computed."""
-        semantic = self.semantic is not None and self.semantic.settings.applies_to(cache_type)
+        semantic = self._semantic_applies(cache_type)
         prepared = None
         if semantic and not force_refresh and peer_wait:
             prepared = self._semantic_call("prepare", query, ctx)

@@ -29,7 +29,7 @@ import httpx
 import psycopg
 
 from ..errors import WedcacheError
-from ..gate.checks import Check
+from ..gate.checks import Check, Checked
 from .checks import drill_checks
 from .faults import Backends, Outage, outage, private_backends
 from .load import Sample, SteadyLoad, Workload, stampede
@@ -92,7 +92,7 @@ class TierOutage:
 
 
 @dataclass
-class DrillResult:
+class DrillResult(Checked):
     plan: DrillPlan
     samples: list[Sample]
     started_at: float
@@ -107,13 +107,6 @@ class DrillResult:
     origin_calls_total: int
     hit_rate_before: float | None = None
     checks: list[Check] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return all(check.passed for check in self.checks)
-
-    def failed(self) -> list[Check]:
-        return [check for check in self.checks if not check.passed]
 
     def figures(self) -> dict[str, Any]:
         """The ``chaos.json`` fields (without ``checks``)."""

@@ -50,6 +50,19 @@ class Check:
         return f"{self.name}: actual {actual}, target {self.op} {self.target:.4g}"
 
 
+class Checked:
+    """``passed`` and ``failed()`` of a result that holds its ``checks`` (a gate run, a fault drill)."""
+
+    checks: list[Check]
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    def failed(self) -> list[Check]:
+        return [check for check in self.checks if not check.passed]
+
+
 def policy_thresholds(policy: Any = None) -> dict[str, float]:
     """The ``[sla]`` targets of ``policy`` (default: the shipped one) as check thresholds."""
     from ..policy import load_policy
